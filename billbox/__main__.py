@@ -1,0 +1,5 @@
+"""``python -m billbox`` is the ``billbox`` command (used by ``billbox up`` for its children)."""
+
+from billbox.cli import main
+
+main()

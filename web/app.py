@@ -1,0 +1,80 @@
+"""``create_app`` in the flaskr style: settings and services passed in, nothing global."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, request
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+from billbox.context import new_correlation_id
+from billbox.db import make_engine, session_factory
+from billbox.settings import Settings
+from workers.app import WorkerApp
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass
+class WebServices:
+    """What views need, attached to the app as ``app.extensions['billbox']``."""
+
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    worker: WorkerApp | None
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    worker: WorkerApp | None = None,
+    build_worker: bool = True,
+) -> Flask:
+    app = Flask(__name__, template_folder=str(TEMPLATES))
+    app.config.update(SECRET_KEY=settings.secret(), MAX_CONTENT_LENGTH=2 * 1024 * 1024)
+    engine = engine or make_engine(settings.effective_database_url)
+    factory = session_factory(engine)
+    if worker is None and build_worker:
+        from workers.app import build
+        from workers.registry import default_handlers
+
+        worker = build(settings, factory, default_handlers())
+    app.extensions["billbox"] = WebServices(settings, engine, factory, worker)
+
+    @app.before_request
+    def bind_request_id() -> None:
+        import structlog
+
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or new_correlation_id()
+        structlog.contextvars.bind_contextvars(correlation_id=g.request_id)
+
+    @app.after_request
+    def security_headers(response: Any) -> Any:
+        import structlog
+
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy", "default-src 'self'; script-src 'self'; object-src 'none'"
+        )
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        structlog.contextvars.clear_contextvars()
+        return response
+
+    from web.health import bp as health_bp
+
+    app.register_blueprint(health_bp)
+    return app
+
+
+def services() -> WebServices:
+    from flask import current_app
+
+    return current_app.extensions["billbox"]
