@@ -162,6 +162,43 @@ def smtp() -> None:
 
 
 @cli.command()
+def imap() -> None:
+    """Poll every mailbox in BILLBOX_IMAP_URL (IDLE when offered) and queue new mail."""
+    settings = _settings()
+    import asyncio
+
+    from mailbridge.imap import parse_imap_url, run_pollers
+
+    try:
+        configs = [parse_imap_url(url) for url in settings.imap_url_list]
+    except ValueError as exc:
+        raise SettingsError("BILLBOX_IMAP_URL", str(exc)) from None
+    if not configs:
+        raise SettingsError("BILLBOX_IMAP_URL", "no mailbox configured")
+    engine = _engine_at_head(settings)
+    from billbox.db import session_factory
+    from workers.app import build
+    from workers.registry import default_handlers
+
+    factory = session_factory(engine)
+    build(settings, factory, default_handlers())
+
+    async def main() -> dict[str, BaseException | None]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_pollers(configs, factory, stop)
+
+    ended = asyncio.run(main())
+    failed = {mailbox: error for mailbox, error in ended.items() if error is not None}
+    for mailbox, error in failed.items():
+        log.error("imap_mailbox_stopped", mailbox=mailbox, error=str(error))
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--threads", type=int, default=None, help="worker threads (BILLBOX_WORKER_THREADS)")
 def worker(threads: int | None) -> None:
     """Process queued jobs, and sweep rows whose queue message was lost."""

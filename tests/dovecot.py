@@ -13,6 +13,8 @@ to run as root; run as anyone else, every Dovecot process is that user.
 
 from __future__ import annotations
 
+import contextlib
+import grp
 import imaplib
 import os
 import pwd
@@ -24,6 +26,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 DOVECOT = Path("/usr/sbin/dovecot")
@@ -36,10 +39,16 @@ def free_port() -> int:
 
 
 class DovecotServer:
-    """One Dovecot instance with a fixed set of ``user: password`` accounts."""
+    """One Dovecot instance with ``users`` (user: password) made at start.
+
+    Dovecot 2.3 does not reliably notice a passwd-file rewritten within the
+    same second, so accounts are created up front; :meth:`fresh_user` hands
+    out one no test has used yet.
+    """
 
     def __init__(self, users: dict[str, str]) -> None:
         self.users = dict(users)
+        self._unused = iter(list(self.users))
         self.root = Path(tempfile.mkdtemp(prefix="billbox-dovecot-"))
         self.root.chmod(0o755)  # Dovecot's unprivileged processes must reach it
         self.port = free_port()
@@ -54,7 +63,12 @@ class DovecotServer:
 
     # --- lifecycle -------------------------------------------------------
 
+    def fresh_user(self) -> str:
+        return next(self._unused)
+
     def _write_config(self) -> None:
+        if any(":" in user + password for user, password in self.users.items()):
+            raise ValueError("':' separates passwd-file fields; pick other names")
         (self.root / "passwd").write_text(
             "".join(f"{user}:{{PLAIN}}{password}\n" for user, password in self.users.items())
         )
@@ -62,6 +76,7 @@ class DovecotServer:
             (self.root / sub).mkdir(exist_ok=True)
         self._chown(self.root / "home")
         uid = pwd.getpwnam(self.run_user)
+        group = grp.getgrgid(uid.pw_gid).gr_name  # owns Dovecot's internal sockets
         self.conf.write_text(
             f"""\
 protocols = imap
@@ -71,11 +86,15 @@ state_dir = {self.root}/state
 log_path = {self.root}/dovecot.log
 info_log_path = {self.root}/dovecot.log
 default_internal_user = {self.run_user}
+default_internal_group = {group}
 default_login_user = {self.login_user}
 first_valid_uid = 1
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# No 2 s delay after a failed login (tests log in wrongly on purpose); the
+# per-IP penalty that would slow every later login is off in "service anvil".
+auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 passdb {{
   driver = passwd-file
@@ -97,6 +116,9 @@ service imap-login {{
 }}
 service anvil {{
   chroot =
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 """
         )
@@ -111,6 +133,7 @@ service anvil {{
             [str(DOVECOT), "-c", str(self.conf), "-F"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: stop() reaches every child
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -126,15 +149,27 @@ service anvil {{
         raise RuntimeError(f"dovecot did not greet within {timeout}s: {self._diagnostics()}")
 
     def stop(self) -> None:
+        """Stop the master and its children, like a server going down.
+
+        Logged-in ``imap`` processes outlive a stopped master, so the whole
+        process group gets SIGTERM: clients see ``* BYE`` and a closed socket.
+        """
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        deadline = time.monotonic() + 5  # children may still be closing their sockets
+        while time.monotonic() < deadline:
             try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.02)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
         self.proc = None
@@ -224,4 +259,5 @@ service anvil {{
             assert typ == "OK", data
             typ, data = conn.uid("FETCH", "1:*", "(BODY.PEEK[])")
             assert typ == "OK", data
-            return [item[1] for item in data if isinstance(item, tuple)]
+            items: list[Any] = list(data)  # (header, literal) tuples and b")" closers
+            return [bytes(item[1]) for item in items if isinstance(item, tuple)]

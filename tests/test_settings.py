@@ -134,3 +134,29 @@ def test_the_cli_exits_2_with_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert lines == [lines[0]] and lines[0].startswith("billbox: BILLBOX_BROKER_URL: ")
     assert Path(tmp_path).exists()
+
+
+def test_up_refuses_a_web_port_in_use_with_exit_2(tmp_path, database_url):
+    """`billbox up` names BILLBOX_WEB_LISTEN when its port is taken, before starting anything."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "BILLBOX_SECRET_KEY": SECRET,
+            "HOME": str(tmp_path),
+            "BILLBOX_DATABASE_URL": database_url,
+            "BILLBOX_WEB_LISTEN": f"127.0.0.1:{port}",
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "billbox", "up"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.startswith("billbox: BILLBOX_WEB_LISTEN: cannot listen on")
+    assert not (tmp_path / "var" / "broker").exists()

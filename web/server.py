@@ -10,8 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from billbox.settings import Settings
+
+
+class StructuredGunicornLogger(Logger):
+    """Send gunicorn's error and access logs through our JSON handler (one line per event)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.propagate = True
 
 
 class BillboxWSGI(BaseApplication):
@@ -33,6 +45,9 @@ class BillboxWSGI(BaseApplication):
             "errorlog": "-",
             "loglevel": self.settings.log_level.lower(),
             "proc_name": "billbox-web",
+            "logger_class": StructuredGunicornLogger,
+            "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+            "control_socket_disable": True,
         }
         for key, value in options.items():
             self.cfg.set(key, value)

@@ -75,7 +75,7 @@ class EmbeddedRedis:
                     "maxmemory-policy noeviction",
                     f"daemonize {'yes' if daemonize else 'no'}",
                     f"pidfile {self.pid_path}",
-                    f"logfile {self.log_path if daemonize else chr(34) * 2}",
+                    f"logfile {self.log_path}",
                     "loglevel warning",
                     "",
                 ]
