@@ -299,7 +299,11 @@ def demo(seed: int, customers: int, payments: int) -> None:
             payments=payments,
             progress=report,
         )
-    click.echo(f"demo data: {summary}")
+    click.echo(
+        f"demo data: {summary.brands} brands, {summary.customers} customers, "
+        f"{summary.payments:,} payments, {summary.refunds} refunds, "
+        f"{summary.subscriptions} subscriptions, {summary.invoices} gateway invoices"
+    )
 
 
 @cli.group()

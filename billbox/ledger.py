@@ -40,7 +40,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Applied(Generic[T]):
-    """The stored row and whether this call changed it (False for stale or replayed data)."""
+    """The stored row, and False when the data was older than what is stored.
+
+    Data with the *same* gateway timestamp is applied again (a replay writes
+    identical values): gateways stamp in whole seconds, so two genuinely
+    different updates can share a timestamp and the later one must win.
+    """
 
     row: T
     changed: bool
@@ -89,7 +94,7 @@ def apply_payment(
     row.gateway_invoice_id = invoice_id or row.gateway_invoice_id
     row.status = data.status
     row.amount = data.amount
-    row.amount_refunded = max(data.amount_refunded, row.amount_refunded)
+    row.amount_refunded = data.amount_refunded
     row.currency = check_currency(data.currency)
     row.description = data.description[:500]
     row.payment_method = data.payment_method
@@ -100,6 +105,7 @@ def apply_payment(
     session.add(row)
     session.flush()
     _link_orphan_refunds(session, row)
+    _recompute_refunded(session, row)
     return Applied(row, True)
 
 
@@ -116,23 +122,31 @@ def _link_orphan_refunds(session: Session, payment: Payment) -> None:
         session.add(refund)
     if orphans:
         session.flush()
-        _recompute_refunded(session, payment)
+
+
+_REFUNDABLE = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
 
 
 def _recompute_refunded(session: Session, payment: Payment) -> None:
-    refunded = sum(
-        r.amount
-        for r in session.exec(
-            select(Refund).where(
-                Refund.payment_id == payment.id, Refund.status == RefundStatus.SUCCEEDED
-            )
-        ).all()
-    )
-    payment.amount_refunded = max(payment.amount_refunded, refunded)
-    if payment.amount_refunded >= payment.amount > 0:
-        payment.status = PaymentStatus.REFUNDED
-    elif payment.amount_refunded > 0 and payment.status == PaymentStatus.SUCCEEDED:
-        payment.status = PaymentStatus.PARTIALLY_REFUNDED
+    """Derive the refunded total and status from the refunds we hold.
+
+    Gateways differ (Stripe keeps a refunded PaymentIntent "succeeded"), so
+    the ledger decides: with refund rows, the total is the sum of succeeded
+    refunds (a refund that later fails stops counting); without any, the
+    gateway's own figure stands. Disputed and unpaid payments keep their status.
+    """
+    refunds = session.exec(select(Refund).where(Refund.payment_id == payment.id)).all()
+    if refunds:
+        payment.amount_refunded = sum(
+            r.amount for r in refunds if r.status == RefundStatus.SUCCEEDED
+        )
+    if payment.status in _REFUNDABLE:
+        if payment.amount_refunded >= payment.amount > 0:
+            payment.status = PaymentStatus.REFUNDED
+        elif payment.amount_refunded > 0:
+            payment.status = PaymentStatus.PARTIALLY_REFUNDED
+        else:
+            payment.status = PaymentStatus.SUCCEEDED
     session.add(payment)
 
 

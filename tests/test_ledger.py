@@ -155,3 +155,57 @@ def test_an_older_subscription_update_is_ignored(session, accounts):
     )
     session.commit()
     assert old.changed is False and old.row.status == SubscriptionStatus.CANCELED
+
+
+def test_a_payment_resync_keeps_it_refunded(session, accounts):
+    """Stripe keeps a refunded PaymentIntent "succeeded"; a newer sync must not undo the refund."""
+    stripe, _ = accounts
+    apply_payment(session, stripe, payment())
+    apply_refund(
+        session,
+        stripe,
+        GatewayRefund(
+            "re_1", "pi_1", RefundStatus.SUCCEEDED, 4900, "EUR", created_at=T0, updated_at=T0
+        ),
+    )
+    resync = apply_payment(session, stripe, payment(updated_at=T0 + timedelta(hours=1)))
+    session.commit()
+    assert resync.row.status == PaymentStatus.REFUNDED
+    assert resync.row.amount_refunded == 4900
+
+
+def test_a_refund_that_fails_later_stops_counting(session, accounts):
+    """refund.failed after refund.succeeded: the payment is whole again."""
+    stripe, _ = accounts
+    apply_payment(session, stripe, payment())
+    apply_refund(
+        session,
+        stripe,
+        GatewayRefund(
+            "re_1", "pi_1", RefundStatus.SUCCEEDED, 400, "EUR", created_at=T0, updated_at=T0
+        ),
+    )
+    failed = apply_refund(
+        session,
+        stripe,
+        GatewayRefund(
+            "re_1",
+            "pi_1",
+            RefundStatus.FAILED,
+            400,
+            "EUR",
+            created_at=T0,
+            updated_at=T0 + timedelta(minutes=3),
+        ),
+    )
+    session.commit()
+    stored = session.get(Payment, failed.row.payment_id)
+    assert stored.amount_refunded == 0 and stored.status == PaymentStatus.SUCCEEDED
+
+
+def test_the_gateway_refunded_figure_counts_when_no_refund_rows_exist(session, accounts):
+    """A payment synced with amount_refunded but no refund objects is partially refunded."""
+    stripe, _ = accounts
+    row = apply_payment(session, stripe, payment(amount_refunded=900)).row
+    session.commit()
+    assert row.amount_refunded == 900 and row.status == PaymentStatus.PARTIALLY_REFUNDED
