@@ -208,36 +208,34 @@ def _execute(
         return JobResult(job_id, "retry", retry_in=retry_in, error=error)
 
 
+_JOBS: sa.Table = Job.__table__  # type: ignore[attr-defined]
+
+
 def _claim(
     factory: sessionmaker[Session], job_id: int, policy: JobPolicy
 ) -> tuple[str, dict[str, Any], int, int, str | None] | None:
+    """Take the row with one ``UPDATE … RETURNING``; None if someone else has it or it is done.
+
+    Core statements on the session's connection: the ORM's bulk-update
+    bookkeeping cost more than the statement itself on this hot path.
+    """
     now = utcnow()
+    c = _JOBS.c
     claimable = sa.or_(
-        sa.and_(col(Job.state) == JobState.QUEUED, col(Job.run_after) <= now),
-        sa.and_(col(Job.state) == JobState.RUNNING, col(Job.lease_until) < now),
+        sa.and_(c.state == JobState.QUEUED, c.run_after <= now),
+        sa.and_(c.state == JobState.RUNNING, c.lease_until < now),
+    )
+    statement = (
+        sa.update(_JOBS)
+        .where(c.id == job_id, claimable)
+        .values(state=JobState.RUNNING, attempts=c.attempts + 1, lease_until=now + policy.lease)
+        .returning(c.kind, c.payload, c.attempts, c.max_attempts, c.correlation_id)
     )
     with factory() as session:
-        result = session.execute(
-            sa.update(Job)
-            .where(col(Job.id) == job_id, claimable)
-            .values(
-                state=JobState.RUNNING,
-                attempts=col(Job.attempts) + 1,
-                lease_until=now + policy.lease,
-            )
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        row = session.connection().execute(statement).first()
+        if row is None:
             session.rollback()
             return None
-        row = session.execute(
-            sa.select(
-                col(Job.kind),
-                col(Job.payload),
-                col(Job.attempts),
-                col(Job.max_attempts),
-                col(Job.correlation_id),
-            ).where(col(Job.id) == job_id)
-        ).one()
         session.commit()
     return str(row[0]), dict(row[1] or {}), int(row[2]), int(row[3]), row[4]
 
@@ -246,7 +244,7 @@ def _finish(session: Session, job_id: int, state: JobState, error: str | None) -
     values: dict[str, Any] = {"state": state, "finished_at": utcnow(), "lease_until": None}
     if error is not None:
         values["last_error"] = error
-    session.execute(sa.update(Job).where(col(Job.id) == job_id).values(**values))
+    session.connection().execute(sa.update(_JOBS).where(_JOBS.c.id == job_id).values(**values))
 
 
 @dataclass
