@@ -46,7 +46,9 @@ class _Child:
 @dataclass
 class Supervisor:
     children: list[ChildSpec]
-    grace: float = 7.0
+    # SIGTERM → SIGKILL budgets; together well inside the 10 s promised to operators.
+    grace_services: float = 6.0
+    grace_broker: float = 2.0
     poll_interval: float = 0.2
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -117,7 +119,8 @@ class Supervisor:
             for child in group:
                 assert child.process is not None
                 child.process.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + self.grace / (2 if group is others else 3)
+            grace = self.grace_services if group is others else self.grace_broker
+            deadline = time.monotonic() + grace
             for child in group:
                 assert child.process is not None
                 remaining = max(0.0, deadline - time.monotonic())

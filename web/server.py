@@ -39,7 +39,7 @@ class BillboxWSGI(BaseApplication):
             "workers": self.settings.web_workers,
             "worker_class": "gthread",
             "threads": 4,
-            "graceful_timeout": 5,
+            "graceful_timeout": 4,
             "timeout": 60,
             "accesslog": "-",
             "errorlog": "-",

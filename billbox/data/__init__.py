@@ -1,0 +1,1 @@
+"""Data files shipped with Billbox (read with ``importlib.resources``)."""
