@@ -129,20 +129,17 @@ def smtp() -> None:
 
     from billbox.db import session_factory
     from billbox.models import InboundSource
-    from mailbridge import InboundSMTPHandler, RecipientPolicy, start_smtp_server, store_inbound
+    from mailbridge import InboundSMTPHandler, RecipientPolicy, start_smtp_server
+    from mailbridge.group_commit import GroupCommitStore
     from workers.app import build
     from workers.registry import default_handlers
 
     factory = session_factory(engine)
     build(settings, factory, default_handlers())
-
-    def store(raw: bytes, mail_from: str, rcpts: Any) -> int:
-        return store_inbound(
-            factory, raw, source=InboundSource.SMTP, envelope_from=mail_from, envelope_to=rcpts
-        )
+    writer = GroupCommitStore(factory, source=InboundSource.SMTP)
 
     policy = RecipientPolicy.of(settings.reply_domain, settings.support_address_list)
-    handler = InboundSMTPHandler(store, policy)
+    handler = InboundSMTPHandler(writer.store_async, policy)
 
     async def main() -> None:
         host, port = settings.smtp_address
@@ -156,7 +153,8 @@ def smtp() -> None:
         await stop.wait()
         server.close()
         await server.wait_closed()
-        log.info("smtp_stopped")
+        writer.close()
+        log.info("smtp_stopped", messages=writer.messages, commit_groups=writer.groups)
 
     asyncio.run(main())
 

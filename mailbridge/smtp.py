@@ -11,9 +11,10 @@ and answers 250 only after the commit. If storing fails we answer 451
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, AnyStr, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -23,6 +24,7 @@ from billbox.logs import get_logger
 log = get_logger("mailbridge.smtp")
 
 StoreFn = Callable[[bytes, str, Sequence[str]], int]
+AsyncStoreFn = Callable[[bytes, str, Sequence[str]], Awaitable[int]]
 
 
 class SMTPHooks(Protocol):
@@ -60,9 +62,18 @@ class RecipientPolicy:
 
 
 class InboundSMTPHandler:
-    def __init__(self, store: StoreFn, policy: RecipientPolicy) -> None:
+    """``store`` is either a blocking function (run in a thread) or a coroutine
+    function such as :meth:`GroupCommitStore.store_async`."""
+
+    def __init__(self, store: StoreFn | AsyncStoreFn, policy: RecipientPolicy) -> None:
         self.store = store
         self.policy = policy
+
+    async def _store(self, raw: bytes, mail_from: str, rcpts: list[str]) -> int:
+        if inspect.iscoroutinefunction(self.store):
+            return await self.store(raw, mail_from, rcpts)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.store, raw, mail_from, rcpts)  # type: ignore[arg-type]
 
     async def handle_RCPT(
         self,
@@ -86,9 +97,7 @@ class InboundSMTPHandler:
         rcpts = list(envelope.rcpt_tos)
         with bound(smtp_peer=str(session.peer)):
             try:
-                inbound_id = await asyncio.get_running_loop().run_in_executor(
-                    None, self.store, raw, mail_from, rcpts
-                )
+                inbound_id = await self._store(raw, mail_from, rcpts)
             except Exception as exc:  # any storage failure: the sender must retry
                 log.error(
                     "smtp_store_failed", error=f"{exc.__class__.__name__}: {exc}", size=len(raw)
@@ -104,13 +113,23 @@ class InboundSMTPHandler:
         return f"250 2.0.0 OK queued as {inbound_id}"
 
 
+class BillboxSMTP(SMTP):
+    """aiosmtpd's server with RFC 3463 enhanced codes on its size refusals."""
+
+    async def push(self, status: AnyStr) -> None:
+        text = status.decode() if isinstance(status, bytes) else status
+        if text.startswith("552 Error:"):
+            text = "552 5.3.4 Message size exceeds fixed maximum message size"
+        await super().push(text)
+
+
 def smtp_factory(
     handler: InboundSMTPHandler, *, max_size: int, hostname: str | None = None
-) -> Callable[[], SMTP]:
+) -> Callable[[], BillboxSMTP]:
     """A protocol factory for ``loop.create_server`` with our limits and extensions."""
 
-    def make() -> SMTP:
-        return SMTP(
+    def make() -> BillboxSMTP:
+        return BillboxSMTP(
             handler,
             data_size_limit=max_size,
             enable_SMTPUTF8=True,
