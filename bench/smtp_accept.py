@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -64,6 +65,7 @@ def serve(mode: str, database_url: str, port: int, ready, stop) -> None:
         )
 
     policy = RecipientPolicy.of("reply.bench", [])
+    handler: Any
     if mode == "noop":
         handler = Noop()
     elif mode == "group":

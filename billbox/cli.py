@@ -135,7 +135,7 @@ def smtp() -> None:
     from workers.registry import default_handlers
 
     factory = session_factory(engine)
-    build(settings, factory, default_handlers())
+    build(settings, factory, default_handlers(settings))
     writer = GroupCommitStore(factory, source=InboundSource.SMTP)
 
     policy = RecipientPolicy.of(settings.reply_domain, settings.support_address_list)
@@ -179,7 +179,7 @@ def imap() -> None:
     from workers.registry import default_handlers
 
     factory = session_factory(engine)
-    build(settings, factory, default_handlers())
+    build(settings, factory, default_handlers(settings))
 
     async def main() -> dict[str, BaseException | None]:
         stop = asyncio.Event()
@@ -206,7 +206,7 @@ def worker(threads: int | None) -> None:
     from workers.app import build, run_worker
     from workers.registry import default_handlers
 
-    app = build(settings, session_factory(engine), default_handlers())
+    app = build(settings, session_factory(engine), default_handlers(settings))
     running = run_worker(app, threads or settings.worker_threads)
     log.info("worker_started", threads=threads or settings.worker_threads)
     _wait_for_signal()

@@ -11,6 +11,10 @@ stop retrying a job that can never succeed::
     ├── JobError
     │   ├── PermanentError     retrying cannot help; the job row becomes ``failed``
     │   └── UnknownJobKind     no handler is registered for a job row's kind
+    ├── GatewayError           (billbox.gateways) a gateway call or payload failed
+    │   ├── GatewayUnavailable     network trouble or rate limit: retry later
+    │   ├── GatewayParseError      a payload we cannot understand
+    │   └── WebhookVerificationError  bad or stale signature: answer 400, store nothing
     ├── LedgerError            a gateway object cannot be applied to the ledger
     │   └── CurrencyMismatch   money of two currencies met in one sum
     └── NumberingError         a document series cannot hand out a number

@@ -26,6 +26,8 @@ class ParsedMessage:
     in_reply_to: str | None
     references: list[str] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    # Problems that do not stop parsing but may stop a later step (no sender).
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,23 @@ def parse_message(raw: bytes) -> ParsedMessage | ParseFailure:
     if not message.keys():
         return ParseFailure("no header fields")
     from_value = _header(message, "From")
-    if not from_value:
-        return ParseFailure("no From header")
-    addresses = [addr for _name, addr in getaddresses([from_value]) if "@" in addr]
-    if not addresses:
-        return ParseFailure(f"From header has no address: {from_value[:200]!r}")
-    to_values = [str(v) for key in ("To", "Cc") for v in (message.get_all(key) or [])]
+    # A missing or empty sender is common on bounces (MAILER-DAEMON <>): parse
+    # on, record the problem, and let the pipeline decide (a human message
+    # without a sender is quarantined there; a bounce is still a bounce).
+    addresses = [a for _n, a in getaddresses([from_value or ""]) if "@" in a]
+    problems = (
+        []
+        if addresses
+        else [
+            f"From header has no address: {from_value[:200]!r}" if from_value else "no From header"
+        ]
+    )
+    to_values: list[str] = []
+    for key in ("To", "Cc"):
+        try:
+            to_values += [str(v) for v in (message.get_all(key) or [])]
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            problems.append(f"unreadable {key} header: {exc.__class__.__name__}")
     date = None
     date_value = _header(message, "Date")
     if date_value:
@@ -77,10 +90,11 @@ def parse_message(raw: bytes) -> ParsedMessage | ParseFailure:
         message=message,
         message_id=message_id.strip()[:255] if message_id else None,
         subject=_header(message, "Subject") or "",
-        from_address=addresses[0].lower(),
+        from_address=addresses[0].lower() if addresses else None,
         to_addresses=[addr.lower() for _n, addr in getaddresses(to_values) if "@" in addr],
         date=date,
         in_reply_to=next(iter(_ids(_header(message, "In-Reply-To"))), None),
         references=_ids(_header(message, "References")),
         defects=[type(d).__name__ for d in message.defects],
+        problems=problems,
     )

@@ -1,47 +1,133 @@
 """The inbound pipeline: a list of small steps applied to one stored message.
 
-Today the steps are *parse* (quarantine what cannot be parsed, keep the
-raw bytes) and *record* (Message-ID for threading). Classification,
-threading, customer matching and ticket creation are added as further
-steps in their own modules.
+1. *parse* — quarantine what cannot be parsed, keep the raw bytes;
+2. *classify* — human, auto-reply, bounce, loop; rule hits stored on the
+   row; bounces update the outbound email they are about; nothing
+   automatic is ever answered or turned into a ticket (state IGNORED);
+3. *thread* — reply token, In-Reply-To, References, ``[#n]`` tag, or new;
+4. *match* the customer (token, then sender) and judge the sender;
+5. *file* into the built-in inbox with a billing-context snapshot.
+
+A human message without a sender address is quarantined: nobody could
+answer it. Still to come: trust from Authentication-Results, reply
+extraction (quoted history), external helpdesk connectors.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from sqlmodel import Session
 
 from billbox.errors import PermanentError
-from billbox.jobs import JobContext
+from billbox.jobs import Handler, JobContext
 from billbox.logs import get_logger
-from billbox.models import InboundMessage, InboundState, utcnow
-from mailbridge.parse import ParseFailure, parse_message
+from billbox.models import InboundMessage, InboundState, MessageClass, utcnow
+from mailbridge.classify import ClassifyContext, apply_bounce, classify
+from mailbridge.parse import ParsedMessage, ParseFailure, parse_message
+from mailbridge.thread import decide_thread
+from mailbridge.ticketing import file_message, match_customer
 
 INBOUND_JOB = "inbound.process"
 
 log = get_logger("mailbridge.pipeline")
 
 
-def process_inbound(session: Session, job: JobContext) -> None:
-    """Job handler for ``inbound.process``; idempotent (a final row is left alone)."""
-    message_id = int(str(job.payload["inbound_message_id"]))
-    row = session.get(InboundMessage, message_id, with_for_update=True)
-    if row is None:
-        raise PermanentError(f"inbound message {message_id} does not exist")
-    if row.state != InboundState.RECEIVED:
-        return
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What the steps need from outside; typed and passed in, never read from globals.
+
+    ``billbox.invalid`` is a placeholder until the outbound composer exists:
+    it must mint Message-IDs in ``classify.our_message_id_domain`` and put
+    ``X-Loop: <loop_marker>`` on what it sends, and the CLI should then build
+    this from the settings.
+    """
+
+    classify: ClassifyContext = field(
+        default_factory=lambda: ClassifyContext(
+            our_message_id_domain="billbox.invalid", loop_marker="billbox"
+        )
+    )
+    # BILLBOX_SECRET_KEY and BILLBOX_REPLY_DOMAIN, for reply tokens; with no
+    # secret no token verifies and the other threading rules decide.
+    secret: str = ""
+    reply_domain: str = ""
+
+
+def make_process_inbound(config: PipelineConfig) -> Handler:
+    """The ``inbound.process`` handler for ``config``; idempotent (a final row is left alone)."""
+
+    def process_inbound(session: Session, job: JobContext) -> None:
+        message_id = int(str(job.payload["inbound_message_id"]))
+        row = session.get(InboundMessage, message_id, with_for_update=True)
+        if row is None:
+            raise PermanentError(f"inbound message {message_id} does not exist")
+        if row.state != InboundState.RECEIVED:
+            return
+        _process(session, row, config)
+        row.processed_at = utcnow()
+        session.add(row)
+
+    return process_inbound
+
+
+def _process(session: Session, row: InboundMessage, config: PipelineConfig) -> None:
     parsed = parse_message(row.raw)
     if isinstance(parsed, ParseFailure):
         row.state = InboundState.QUARANTINED
         row.quarantine_reason = parsed.reason
-        log.warning("inbound_quarantined", inbound_message_id=message_id, reason=parsed.reason)
+        log.warning("inbound_quarantined", inbound_message_id=row.id, reason=parsed.reason)
+        return
+    row.message_id = parsed.message_id
+    result = classify(parsed, config.classify)
+    row.classification = result.kind
+    # a new dict, so the JSON column is seen as changed
+    row.rule_hits = {**(row.rule_hits or {}), "classify": list(result.hits)}
+    outbound_id = None
+    if result.bounce is not None:
+        outbound = apply_bounce(session, result.bounce)
+        outbound_id = outbound.id if outbound is not None else None
+    if result.kind != MessageClass.HUMAN:
+        row.state = InboundState.IGNORED
+    elif parsed.from_address is None:
+        row.state = InboundState.QUARANTINED
+        row.quarantine_reason = "; ".join(parsed.problems) or "no sender address"
     else:
-        row.message_id = parsed.message_id
+        _file(session, row, parsed, config)
         row.state = InboundState.PROCESSED
-        log.info(
-            "inbound_parsed",
-            inbound_message_id=message_id,
-            message_id=parsed.message_id,
-            sender=parsed.from_address,
-        )
-    row.processed_at = utcnow()
-    session.add(row)
+    log.info(
+        "inbound_classified",
+        inbound_message_id=row.id,
+        message_id=parsed.message_id,
+        sender=parsed.from_address,
+        classification=str(result.kind),
+        hits=list(result.hits),
+        bounced_outbound_id=outbound_id,
+    )
+
+
+def _file(
+    session: Session, row: InboundMessage, parsed: ParsedMessage, config: PipelineConfig
+) -> None:
+    decision = decide_thread(
+        session, parsed, row.envelope_to, secret=config.secret, reply_domain=config.reply_domain
+    )
+    match = match_customer(session, parsed, decision)
+    message = file_message(session, row, parsed, decision, match)
+    row.rule_hits = {
+        **(row.rule_hits or {}),
+        "thread": [f"{rule}:{ticket}" for rule, ticket in decision.candidates],
+        "match": [match.how, "verified" if match.sender_verified else "unverified"],
+    }
+    log.info(
+        "inbound_filed",
+        inbound_message_id=row.id,
+        ticket_id=message.ticket_id,
+        thread_rule=str(decision.rule),
+        customer_id=match.customer_id,
+        matched_by=match.how,
+    )
+
+
+process_inbound: Handler = make_process_inbound(PipelineConfig())
+"""The handler with the default configuration, for callers that have none to give."""

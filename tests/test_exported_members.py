@@ -9,6 +9,9 @@ import mailbridge
 def test_mailbridge_exports_exactly_its_public_names():
     """Adding or removing a public name is a deliberate change to this list."""
     assert sorted(mailbridge.__all__) == [
+        "Classification",
+        "ClassifyContext",
+        "GroupCommitStore",
         "INBOUND_JOB",
         "ImapAuthError",
         "ImapPoller",
@@ -16,11 +19,20 @@ def test_mailbridge_exports_exactly_its_public_names():
         "MailboxConfig",
         "ParseFailure",
         "ParsedMessage",
+        "PipelineConfig",
         "PollerOptions",
         "RecipientPolicy",
+        "ThreadDecision",
+        "TokenClaims",
+        "classify",
+        "decide_thread",
+        "make_process_inbound",
+        "make_reply_token",
         "parse_imap_url",
         "parse_message",
         "process_inbound",
+        "read_reply_token",
+        "reply_address",
         "run_pollers",
         "start_smtp_server",
         "store_inbound",
@@ -29,12 +41,20 @@ def test_mailbridge_exports_exactly_its_public_names():
         assert getattr(mailbridge, name) is not None
 
 
-def test_gateways_export_only_normalised_types():
-    """Vendor objects stop at the adapter: the package exports our own dataclasses."""
+def test_gateways_export_only_our_own_types():
+    """Vendor objects stop at the adapter: the package exports our interface and dataclasses."""
     assert sorted(billbox.gateways.__all__) == [
+        "Capability",
+        "GatewayAdapter",
         "GatewayCustomer",
+        "GatewayError",
         "GatewayInvoiceData",
+        "GatewayParseError",
         "GatewayPayment",
         "GatewayRefund",
         "GatewaySubscription",
+        "GatewayUnavailable",
+        "Ignored",
+        "VerifiedEvent",
+        "WebhookVerificationError",
     ]

@@ -44,7 +44,7 @@ def create_app(
         from workers.app import build
         from workers.registry import default_handlers
 
-        worker = build(settings, factory, default_handlers())
+        worker = build(settings, factory, default_handlers(settings))
     app.extensions["billbox"] = WebServices(settings, engine, factory, worker)
 
     @app.before_request
@@ -71,6 +71,9 @@ def create_app(
     from web.health import bp as health_bp
 
     app.register_blueprint(health_bp)
+    from web.webhooks import bp as webhooks_bp
+
+    app.register_blueprint(webhooks_bp)
     return app
 
 

@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 from billbox.jobs import NOOP_JOB, Handler, noop
-from mailbridge.pipeline import INBOUND_JOB, process_inbound
+from billbox.settings import Settings
+from billbox.webhooks import WEBHOOK_JOB, process_webhook
+from mailbridge.classify import ClassifyContext
+from mailbridge.pipeline import INBOUND_JOB, PipelineConfig, make_process_inbound, process_inbound
 
 
-def default_handlers() -> dict[str, Handler]:
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    """The inbound pipeline's settings: our reply domain marks our own mail (loops)."""
+    return PipelineConfig(
+        classify=ClassifyContext(
+            our_message_id_domain=settings.reply_domain, loop_marker="billbox"
+        ),
+        secret=settings.secret(),
+        reply_domain=settings.reply_domain,
+    )
+
+
+def default_handlers(settings: Settings | None = None) -> dict[str, Handler]:
+    """Every job kind's handler; without settings, defaults fit for tests."""
+    inbound = (
+        process_inbound if settings is None else make_process_inbound(pipeline_config(settings))
+    )
     return {
         NOOP_JOB: noop,
-        INBOUND_JOB: process_inbound,
+        INBOUND_JOB: inbound,
+        WEBHOOK_JOB: process_webhook,
     }

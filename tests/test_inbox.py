@@ -1,0 +1,225 @@
+"""Replies become tickets: the whole inbound pipeline against the real database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlmodel import select
+
+from billbox.jobs import run_job
+from billbox.models import (
+    Brand,
+    Customer,
+    CustomerIdentity,
+    Document,
+    DocumentKind,
+    DocumentState,
+    GatewayAccount,
+    GatewayKind,
+    IdentityKind,
+    InboundMessage,
+    InboundSource,
+    InboundState,
+    Job,
+    JobState,
+    OutboundEmail,
+    OutboundState,
+    Payment,
+    PaymentStatus,
+    ThreadRule,
+    Ticket,
+    TicketMessage,
+)
+from billbox.settings import load_settings
+from mailbridge import store_inbound
+from mailbridge.tokens import make_reply_token, reply_address
+from workers.registry import default_handlers
+
+SECRET = "inbox-test-secret-0123456789"
+DOMAIN = "reply.example.com"
+
+
+@pytest.fixture
+def handlers(tmp_path):
+    settings = load_settings(
+        secret_key=SECRET, reply_domain=DOMAIN, broker_url="stub", var_dir=tmp_path, _env_file=None
+    )
+    return default_handlers(settings)
+
+
+@pytest.fixture
+def receipt(session):
+    """A customer with a Stripe payment and a receipt emailed with a signed Reply-To."""
+    brand = Brand(slug="nw", name="Northwind", legal_name="Northwind GmbH", country="DE")
+    session.add(brand)
+    session.flush()
+    customer = Customer(name="Ana López", email="ana@example.org")
+    session.add(customer)
+    session.flush()
+    session.add(
+        CustomerIdentity(
+            customer_id=customer.id,
+            kind=IdentityKind.EMAIL,
+            namespace="email",
+            value="ana@example.org",
+        )
+    )
+    account = GatewayAccount(brand_id=brand.id, gateway=GatewayKind.STRIPE, name="s")
+    session.add(account)
+    session.flush()
+    payment = Payment(
+        account_id=account.id,
+        customer_id=customer.id,
+        external_id="pi_1",
+        status=PaymentStatus.SUCCEEDED,
+        amount=4900,
+        currency="EUR",
+        gateway_created_at=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    session.add(payment)
+    session.flush()
+    document = Document(
+        brand_id=brand.id,
+        customer_id=customer.id,
+        kind=DocumentKind.RECEIPT,
+        state=DocumentState.ISSUED,
+        series="R",
+        sequence=1,
+        number="NW-R-1",
+        source_key="payment:1",
+        payment_id=payment.id,
+        currency="EUR",
+        total=4900,
+    )
+    session.add(document)
+    session.flush()
+    token = make_reply_token(
+        SECRET, document_id=document.id, customer_id=customer.id, brand_id=brand.id
+    )
+    email = OutboundEmail(
+        brand_id=brand.id,
+        customer_id=customer.id,
+        document_id=document.id,
+        purpose_key="receipt:1",
+        state=OutboundState.SENT,
+        to_address="ana@example.org",
+        from_address="billing@northwind.test",
+        reply_to=reply_address(token, DOMAIN),
+        subject="Your receipt NW-R-1",
+        message_id="<receipt-1@reply.example.com>",
+    )
+    session.add(email)
+    session.commit()
+    return {"customer": customer, "token_address": reply_address(token, DOMAIN), "email": email}
+
+
+def deliver(factory, handlers, raw: bytes, to: list[str]) -> InboundMessage:
+    inbound_id = store_inbound(
+        factory, raw, source=InboundSource.SMTP, envelope_from="sender@example.org", envelope_to=to
+    )
+    with factory() as session:
+        job = session.exec(select(Job).where(Job.state == JobState.QUEUED)).one()
+    assert run_job(factory, job.id, handlers).outcome == "done"
+    with factory() as session:
+        return session.get(InboundMessage, inbound_id)
+
+
+def test_a_reply_to_a_receipt_opens_a_ticket_with_billing_context(factory, handlers, receipt):
+    """Token → the right customer, a new ticket, the payment in the stored context."""
+    raw = (
+        b"From: Ana <ana@example.org>\r\nTo: "
+        + receipt["token_address"].encode()
+        + b"\r\nSubject: Re: Your receipt NW-R-1\r\nMessage-ID: <a1@example.org>\r\n"
+        b"In-Reply-To: <unknown@example.org>\r\n\r\nWhy was I charged twice?\r\n"
+    )
+    row = deliver(factory, handlers, raw, [receipt["token_address"]])
+    assert row.state == InboundState.PROCESSED and row.ticket_id
+    with factory() as session:
+        ticket = session.get(Ticket, row.ticket_id)
+        message = session.exec(select(TicketMessage)).one()
+        assert ticket.customer_id == receipt["customer"].id
+        assert ticket.subject == "Your receipt NW-R-1"
+        assert ticket.unverified_sender is False
+        assert message.thread_rule == ThreadRule.REPLY_TOKEN
+        assert message.body_text == "Why was I charged twice?"
+        context = message.billing_context
+        assert context["customer"]["email"] == "ana@example.org"
+        assert [p["external_id"] for p in context["payments"]] == ["pi_1"]
+        assert context["lifetime_value"] == {"EUR": 4900}
+        linked = session.get(OutboundEmail, receipt["email"].id)
+        assert linked.ticket_id == ticket.id
+
+
+def test_the_next_reply_threads_into_the_same_ticket(factory, handlers, receipt):
+    """A second reply (Outlook: In-Reply-To only) lands in the ticket the first opened."""
+    first = deliver(
+        factory,
+        handlers,
+        b"From: ana@example.org\r\nSubject: Re: receipt\r\nMessage-ID: <m1@x>\r\n\r\nFirst",
+        [receipt["token_address"]],
+    )
+    second = deliver(
+        factory,
+        handlers,
+        b"From: ana@example.org\r\nSubject: changed subject\r\n"
+        b"Message-ID: <m2@x>\r\nIn-Reply-To: <m1@x>\r\n\r\nSecond",
+        ["support@reply.example.com"],
+    )
+    assert second.ticket_id == first.ticket_id
+    with factory() as session:
+        rules = [
+            m.thread_rule for m in session.exec(select(TicketMessage).order_by(TicketMessage.id))
+        ]
+    assert rules == [ThreadRule.REPLY_TOKEN, ThreadRule.IN_REPLY_TO]
+
+
+def test_a_forwarded_receipt_from_someone_else_is_marked_unverified(factory, handlers, receipt):
+    """A valid token from a sender the customer does not own: kept, flagged for the agent."""
+    row = deliver(
+        factory,
+        handlers,
+        b"From: bookkeeper@acme.example\r\nSubject: Fwd: receipt\r\n\r\nSee below",
+        [receipt["token_address"]],
+    )
+    with factory() as session:
+        ticket = session.get(Ticket, row.ticket_id)
+        assert ticket.customer_id == receipt["customer"].id
+        assert ticket.unverified_sender is True
+
+
+def test_a_stranger_gets_a_ticket_without_a_customer(factory, handlers, receipt):
+    """No token, unknown sender: a new ticket, no customer, empty context."""
+    row = deliver(
+        factory,
+        handlers,
+        b"From: who@else.example\r\nSubject: Hello\r\n\r\nHi",
+        ["help@reply.example.com"],
+    )
+    with factory() as session:
+        ticket = session.get(Ticket, row.ticket_id)
+        message = session.exec(select(TicketMessage)).one()
+    assert ticket.customer_id is None and message.billing_context == {}
+    assert message.thread_rule == ThreadRule.NEW_TICKET
+
+
+def test_auto_replies_never_open_a_ticket(factory, handlers, receipt):
+    """An out-of-office reply is ignored: no ticket, classification recorded."""
+    row = deliver(
+        factory,
+        handlers,
+        b"From: ana@example.org\r\nAuto-Submitted: auto-replied\r\n"
+        b"Subject: Out of Office\r\n\r\nBack Monday",
+        [receipt["token_address"]],
+    )
+    assert row.state == InboundState.IGNORED and row.ticket_id is None
+    with factory() as session:
+        assert session.exec(select(Ticket)).all() == []
+
+
+def test_a_human_message_without_a_sender_is_quarantined(factory, handlers, receipt):
+    """Nobody could answer a message with no sender address: quarantine, raw kept."""
+    raw = b"Subject: no sender\r\n\r\nhello"
+    row = deliver(factory, handlers, raw, ["help@reply.example.com"])
+    assert row.state == InboundState.QUARANTINED and row.raw == raw
+    assert "no From header" in row.quarantine_reason
