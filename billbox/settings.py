@@ -15,7 +15,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billbox.errors import SettingsError
@@ -71,6 +78,9 @@ class Settings(BaseSettings):
     smtp_listen: str = "127.0.0.1:2525"
     smtp_relay: str | None = None
     smtp_max_message_size: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # PEM files; with both set the SMTP server offers STARTTLS.
+    smtp_tls_cert: Path | None = None
+    smtp_tls_key: Path | None = None
     reply_domain: str = "reply.billbox.localhost"
     support_addresses: str = ""
     imap_url: str = ""
@@ -176,6 +186,22 @@ class Settings(BaseSettings):
             raise ValueError(f"expected a domain name, got {value!r}")
         return value
 
+    @field_validator("smtp_tls_cert", "smtp_tls_key")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.smtp_tls_cert is None) != (self.smtp_tls_key is None):
+            missing = "smtp_tls_key" if self.smtp_tls_key is None else "smtp_tls_cert"
+            raise ValueError(
+                f"{missing}: set BILLBOX_SMTP_TLS_CERT and BILLBOX_SMTP_TLS_KEY together"
+            )
+        return self
+
     @field_validator("log_format")
     @classmethod
     def _log_format(cls, value: str) -> str:
@@ -266,6 +292,8 @@ def load_settings(*, demo: bool | None = None, **overrides: Any) -> Settings:
         field = str(error["loc"][0]) if error["loc"] else "settings"
         field = _FIELD_BY_ALIAS.get(field, field)
         message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"] and ": " in message:  # a model-level check names its field first
+            field, message = message.split(": ", 1)
         raise SettingsError(variable_name(field), message) from None
     if demo:
         settings.demo = True

@@ -160,3 +160,15 @@ def test_up_refuses_a_web_port_in_use_with_exit_2(tmp_path, database_url):
     assert result.returncode == 2
     assert result.stderr.startswith("billbox: BILLBOX_WEB_LISTEN: cannot listen on")
     assert not (tmp_path / "var" / "broker").exists()
+
+
+def test_tls_needs_both_certificate_and_key(monkeypatch, tmp_path):
+    """A certificate without its key names the missing variable."""
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    with pytest.raises(SettingsError) as info:
+        load(monkeypatch, BILLBOX_SECRET_KEY=SECRET, BILLBOX_SMTP_TLS_CERT=str(cert))
+    assert info.value.variable == "BILLBOX_SMTP_TLS_KEY"
+    with pytest.raises(SettingsError) as info:
+        load(monkeypatch, BILLBOX_SECRET_KEY=SECRET, BILLBOX_SMTP_TLS_CERT=str(tmp_path / "no"))
+    assert info.value.variable == "BILLBOX_SMTP_TLS_CERT" and "no such file" in str(info.value)
