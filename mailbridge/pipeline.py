@@ -6,7 +6,8 @@
    automatic is ever answered or turned into a ticket (state IGNORED);
 3. *thread* — reply token, In-Reply-To, References, ``[#n]`` tag, or new;
 4. *match* the customer (token, then sender) and judge the sender;
-5. *file* into the built-in inbox with a billing-context snapshot.
+5. *file* through the helpdesk connector (``mailbridge/helpdesks/``; the
+   built-in inbox by default) with a billing-context snapshot.
 
 A human message without a sender address is quarantined: nobody could
 answer it. Still to come: trust from Authentication-Results, reply
@@ -24,9 +25,11 @@ from billbox.jobs import Handler, JobContext
 from billbox.logs import get_logger
 from billbox.models import InboundMessage, InboundState, MessageClass, utcnow
 from mailbridge.classify import ClassifyContext, apply_bounce, classify
+from mailbridge.helpdesks import Filing, HelpdeskConnector
+from mailbridge.helpdesks.inbox import InboxConnector
 from mailbridge.parse import ParsedMessage, ParseFailure, parse_message
 from mailbridge.thread import decide_thread
-from mailbridge.ticketing import file_message, match_customer
+from mailbridge.ticketing import match_customer
 
 INBOUND_JOB = "inbound.process"
 
@@ -52,6 +55,8 @@ class PipelineConfig:
     # secret no token verifies and the other threading rules decide.
     secret: str = ""
     reply_domain: str = ""
+    # Where human messages are filed; the built-in inbox unless configured.
+    helpdesk: HelpdeskConnector = field(default_factory=InboxConnector)
 
 
 def make_process_inbound(config: PipelineConfig) -> Handler:
@@ -113,7 +118,7 @@ def _file(
         session, parsed, row.envelope_to, secret=config.secret, reply_domain=config.reply_domain
     )
     match = match_customer(session, parsed, decision)
-    message = file_message(session, row, parsed, decision, match)
+    delivered = config.helpdesk.deliver(session, Filing(row, parsed, decision, match))
     row.rule_hits = {
         **(row.rule_hits or {}),
         "thread": [f"{rule}:{ticket}" for rule, ticket in decision.candidates],
@@ -122,7 +127,8 @@ def _file(
     log.info(
         "inbound_filed",
         inbound_message_id=row.id,
-        ticket_id=message.ticket_id,
+        ticket_id=delivered.ticket_id,
+        helpdesk=config.helpdesk.name,
         thread_rule=str(decision.rule),
         customer_id=match.customer_id,
         matched_by=match.how,

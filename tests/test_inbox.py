@@ -223,3 +223,30 @@ def test_a_human_message_without_a_sender_is_quarantined(factory, handlers, rece
     row = deliver(factory, handlers, raw, ["help@reply.example.com"])
     assert row.state == InboundState.QUARANTINED and row.raw == raw
     assert "no From header" in row.quarantine_reason
+
+
+def test_the_inbox_connector_files_a_message_once(factory, handlers, receipt):
+    """Delivering the same filing twice returns the first ticket message (idempotent)."""
+    from mailbridge.helpdesks import Filing
+    from mailbridge.helpdesks.inbox import InboxConnector
+    from mailbridge.parse import parse_message
+    from mailbridge.thread import decide_thread
+    from mailbridge.ticketing import match_customer
+
+    row = deliver(
+        factory,
+        handlers,
+        b"From: ana@example.org\r\nSubject: x\r\n\r\nHi",
+        ["help@reply.example.com"],
+    )
+    with factory() as session:
+        row = session.get(InboundMessage, row.id)
+        parsed = parse_message(row.raw)
+        decision = decide_thread(
+            session, parsed, row.envelope_to, secret=SECRET, reply_domain=DOMAIN
+        )
+        filing = Filing(row, parsed, decision, match_customer(session, parsed, decision))
+        again = InboxConnector().deliver(session, filing)
+        session.commit()
+        assert again.ticket_id == row.ticket_id
+        assert len(session.exec(select(TicketMessage)).all()) == 1
