@@ -305,6 +305,37 @@ def demo(seed: int, customers: int, payments: int) -> None:
 
 
 @cli.group()
+def mail() -> None:
+    """Operator tools for inbound mail."""
+
+
+@mail.command("inspect")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="one JSON object")
+@click.option("--to", "envelope_to", multiple=True, help="envelope recipient (repeatable)")
+def mail_inspect(path: str, as_json: bool, envelope_to: tuple[str, ...]) -> None:
+    """Run the inbound pipeline on one .eml file without storing anything.
+
+    Prints the class and the rules that fired, thread candidates and the one
+    chosen, the matched customer, trust, and the extracted reply.
+    """
+    settings = _settings()
+    engine = _engine_at_head(settings)
+    from billbox.db import session_factory
+    from mailbridge.inspect import inspect_message, render_text
+    from workers.registry import pipeline_config
+
+    raw = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()  # noqa: SIM115
+    report = inspect_message(
+        session_factory(engine), raw, pipeline_config(settings), envelope_to=envelope_to
+    )
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(render_text(report))
+
+
+@cli.group()
 def users() -> None:
     """Manage staff users."""
 

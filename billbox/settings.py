@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     smtp_tls_key: Path | None = None
     reply_domain: str = "reply.billbox.localhost"
     support_addresses: str = ""
+    # authserv-ids of our own MTA whose Authentication-Results we believe;
+    # empty: only the topmost header (added by the last hop) is read.
+    trusted_authserv_ids: str = ""
     imap_url: str = ""
     log_level: str = "INFO"
     log_format: str = "json"
@@ -236,6 +239,10 @@ class Settings(BaseSettings):
     @property
     def support_address_list(self) -> list[str]:
         return [a.lower() for a in _split_list(self.support_addresses)]
+
+    @property
+    def trusted_authserv_id_set(self) -> frozenset[str]:
+        return frozenset(i.lower() for i in _split_list(self.trusted_authserv_ids))
 
     @property
     def imap_url_list(self) -> list[str]:

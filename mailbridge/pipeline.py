@@ -5,18 +5,19 @@
    row; bounces update the outbound email they are about; nothing
    automatic is ever answered or turned into a ticket (state IGNORED);
 3. *thread* — reply token, In-Reply-To, References, ``[#n]`` tag, or new;
-4. *match* the customer (token, then sender) and judge the sender;
+4. *match* the customer (token, then sender) and judge the sender: a
+   valid token from another address, or a From that Authentication-Results
+   says is forged, marks the ticket "unverified sender";
 5. *file* through the helpdesk connector (``mailbridge/helpdesks/``; the
    built-in inbox by default) with a billing-context snapshot.
 
 A human message without a sender address is quarantined: nobody could
-answer it. Still to come: trust from Authentication-Results, reply
-extraction (quoted history), external helpdesk connectors.
+answer it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlmodel import Session
 
@@ -30,6 +31,7 @@ from mailbridge.helpdesks.inbox import InboxConnector
 from mailbridge.parse import ParsedMessage, ParseFailure, parse_message
 from mailbridge.thread import decide_thread
 from mailbridge.ticketing import match_customer
+from mailbridge.trust import TrustContext, Verdict, judge_trust
 
 INBOUND_JOB = "inbound.process"
 
@@ -55,6 +57,8 @@ class PipelineConfig:
     # secret no token verifies and the other threading rules decide.
     secret: str = ""
     reply_domain: str = ""
+    # Which Authentication-Results headers to believe (our MTA's authserv-ids).
+    trust: TrustContext = field(default_factory=TrustContext)
     # Where human messages are filed; the built-in inbox unless configured.
     helpdesk: HelpdeskConnector = field(default_factory=InboxConnector)
 
@@ -118,11 +122,16 @@ def _file(
         session, parsed, row.envelope_to, secret=config.secret, reply_domain=config.reply_domain
     )
     match = match_customer(session, parsed, decision)
+    trust = judge_trust(parsed, config.trust)
+    if trust.verdict == Verdict.FAIL and match.sender_verified:
+        # The From address is the customer's, but authentication says forged.
+        match = replace(match, sender_verified=False)
     delivered = config.helpdesk.deliver(session, Filing(row, parsed, decision, match))
     row.rule_hits = {
         **(row.rule_hits or {}),
         "thread": [f"{rule}:{ticket}" for rule, ticket in decision.candidates],
         "match": [match.how, "verified" if match.sender_verified else "unverified"],
+        "trust": [f"verdict:{trust.verdict}", *trust.hits],
     }
     log.info(
         "inbound_filed",

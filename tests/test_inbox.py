@@ -250,3 +250,19 @@ def test_the_inbox_connector_files_a_message_once(factory, handlers, receipt):
         session.commit()
         assert again.ticket_id == row.ticket_id
         assert len(session.exec(select(TicketMessage)).all()) == 1
+
+
+def test_a_forged_customer_address_is_marked_unverified(factory, handlers, receipt):
+    """DMARC fail in the topmost Authentication-Results: the From is not trusted."""
+    raw = (
+        b"Authentication-Results: mx.reply.example.com; dmarc=fail (p=reject) "
+        b"header.from=example.org; spf=fail smtp.mailfrom=example.org\r\n"
+        b"From: ana@example.org\r\nSubject: refund me\r\n\r\nPlease refund to my new card"
+    )
+    row = deliver(factory, handlers, raw, ["help@reply.example.com"])
+    with factory() as session:
+        ticket = session.get(Ticket, row.ticket_id)
+        stored = session.get(InboundMessage, row.id)
+    assert ticket.customer_id == receipt["customer"].id
+    assert ticket.unverified_sender is True
+    assert stored.rule_hits["trust"][0] == "verdict:fail"

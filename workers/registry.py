@@ -7,6 +7,7 @@ from billbox.settings import Settings
 from billbox.webhooks import WEBHOOK_JOB, process_webhook
 from mailbridge.classify import ClassifyContext
 from mailbridge.pipeline import INBOUND_JOB, PipelineConfig, make_process_inbound, process_inbound
+from mailbridge.trust import TrustContext
 
 
 def pipeline_config(settings: Settings) -> PipelineConfig:
@@ -17,6 +18,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         ),
         secret=settings.secret(),
         reply_domain=settings.reply_domain,
+        trust=TrustContext(trusted_authserv_ids=settings.trusted_authserv_id_set),
     )
 
 
