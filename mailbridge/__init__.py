@@ -18,6 +18,8 @@ from mailbridge.imap import (
 from mailbridge.inbound_store import store_inbound
 from mailbridge.parse import ParsedMessage, ParseFailure, parse_message
 from mailbridge.pipeline import INBOUND_JOB, PipelineConfig, make_process_inbound, process_inbound
+from mailbridge.reply import ExtractedReply, extract_reply
+from mailbridge.sanitize import sanitize_html
 from mailbridge.smtp import InboundSMTPHandler, RecipientPolicy, start_smtp_server
 from mailbridge.thread import ThreadDecision, decide_thread
 from mailbridge.tokens import TokenClaims, make_reply_token, read_reply_token, reply_address
@@ -26,6 +28,7 @@ __all__ = [
     "INBOUND_JOB",
     "Classification",
     "ClassifyContext",
+    "ExtractedReply",
     "GroupCommitStore",
     "ImapAuthError",
     "ImapPoller",
@@ -40,6 +43,7 @@ __all__ = [
     "TokenClaims",
     "classify",
     "decide_thread",
+    "extract_reply",
     "make_process_inbound",
     "make_reply_token",
     "parse_imap_url",
@@ -48,6 +52,7 @@ __all__ = [
     "read_reply_token",
     "reply_address",
     "run_pollers",
+    "sanitize_html",
     "start_smtp_server",
     "store_inbound",
 ]

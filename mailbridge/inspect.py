@@ -29,6 +29,7 @@ from mailbridge.classify import CHAIN as CLASSIFY_CHAIN
 from mailbridge.classify import classify
 from mailbridge.parse import ParsedMessage, ParseFailure, parse_message
 from mailbridge.pipeline import PipelineConfig
+from mailbridge.reply import extract_reply
 from mailbridge.thread import decide_thread
 from mailbridge.ticketing import body_text, match_customer
 from mailbridge.trust import CHAIN as TRUST_CHAIN
@@ -70,6 +71,11 @@ def _empty_report(raw: bytes) -> dict[str, Any]:
     }
 
 
+def _reply_text(parsed: ParsedMessage) -> str:
+    full_text, raw_html = body_text(parsed.message)
+    return extract_reply(full_text, raw_html).text or full_text
+
+
 def inspect_message(
     factory: sessionmaker[Session],
     raw: bytes,
@@ -101,7 +107,7 @@ def inspect_message(
             "rules": list(result.hits),
             "bounce": asdict(result.bounce) if result.bounce is not None else None,
             "trust": {**trust_result.as_dict(), "sender_verified": False},
-            "reply_text": body_text(parsed.message)[0],
+            "reply_text": _reply_text(parsed),
             "subject": parsed.subject,
             "from": parsed.from_address,
             "to": list(parsed.to_addresses),

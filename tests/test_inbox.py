@@ -266,3 +266,28 @@ def test_a_forged_customer_address_is_marked_unverified(factory, handlers, recei
     assert ticket.customer_id == receipt["customer"].id
     assert ticket.unverified_sender is True
     assert stored.rule_hits["trust"][0] == "verdict:fail"
+
+
+def test_the_ticket_shows_the_reply_without_quoted_history_and_safe_html(
+    factory, handlers, receipt
+):
+    """Quoted history is stripped from the text; the HTML part is stored sanitised."""
+    raw = (
+        b"From: ana@example.org\r\nSubject: Re: Your receipt\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Can you send it with my VAT id?\r\n\r\n"
+        b"On Mon, 2 Nov 2026 at 10:00, Northwind <billing@northwind.test> wrote:\r\n"
+        b"> Thank you for your payment of EUR 49.00.\r\n--b\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<p>Can you send it with my VAT id?</p><script>alert(1)</script>"
+        b'<img src="https://tracker.example/p.gif"><a href="javascript:x()">x</a>\r\n--b--\r\n'
+    )
+    row = deliver(factory, handlers, raw, [receipt["token_address"]])
+    with factory() as session:
+        message = session.exec(select(TicketMessage)).one()
+    assert row.state == InboundState.PROCESSED
+    assert message.body_text == "Can you send it with my VAT id?"
+    assert "Can you send it with my VAT id?" in message.body_html
+    for hostile in ("<script", "tracker.example", "javascript:"):
+        assert hostile not in message.body_html
