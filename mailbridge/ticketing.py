@@ -28,6 +28,8 @@ from billbox.models import (
     utcnow,
 )
 from mailbridge.parse import ParsedMessage
+from mailbridge.reply import extract_reply
+from mailbridge.sanitize import sanitize_html
 from mailbridge.thread import ThreadDecision, link_document_emails, normalise_subject
 
 _TAG = re.compile(r"<[^>]+>")
@@ -80,10 +82,9 @@ def _owns(session: Session, customer_id: int, address: str | None) -> bool:
 
 
 def body_text(message: EmailMessage) -> tuple[str, str | None]:
-    """The text to show, and the raw HTML part when there is one.
+    """The full text of the message, and its raw HTML part when there is one.
 
-    Quoted history and signatures are not stripped yet; the HTML is kept
-    as received and must be sanitised before display.
+    :func:`file_message` then strips quoted history and sanitises the HTML.
     """
     html_body: str | None = None
     text = ""
@@ -98,9 +99,12 @@ def body_text(message: EmailMessage) -> tuple[str, str | None]:
         payload = message.get_payload(decode=True)
         if isinstance(payload, bytes):
             text = payload.decode("utf-8", "replace")
+    if html_body is not None:  # NUL cannot be stored in a PostgreSQL text column
+        html_body = html_body.replace("\x00", "")
     if not text and html_body:
         text = html.unescape(_TAG.sub("", html_body))
-    return _BLANKS.sub("\n\n", text.replace("\r\n", "\n")).strip(), html_body
+    text = text.replace("\x00", "").replace("\r\n", "\n")
+    return _BLANKS.sub("\n\n", text).strip(), html_body
 
 
 def file_message(
@@ -135,7 +139,12 @@ def file_message(
         ticket.updated_at = now
         session.add(ticket)
     assert ticket.id is not None
-    text, html_body = body_text(parsed.message)
+    full_text, raw_html = body_text(parsed.message)
+    # The new reply without quoted history; a message that was only a quote
+    # keeps its full text. HTML is stored sanitised, never as received.
+    reply = extract_reply(full_text, raw_html)
+    text = reply.text or full_text
+    html_body = sanitize_html(raw_html) if raw_html else None
     context = snapshot(session, ticket.customer_id) if ticket.customer_id else {}
     message = TicketMessage(
         ticket_id=ticket.id,

@@ -11,6 +11,7 @@ def test_mailbridge_exports_exactly_its_public_names():
     assert sorted(mailbridge.__all__) == [
         "Classification",
         "ClassifyContext",
+        "ExtractedReply",
         "GroupCommitStore",
         "INBOUND_JOB",
         "ImapAuthError",
@@ -26,6 +27,7 @@ def test_mailbridge_exports_exactly_its_public_names():
         "TokenClaims",
         "classify",
         "decide_thread",
+        "extract_reply",
         "make_process_inbound",
         "make_reply_token",
         "parse_imap_url",
@@ -34,6 +36,7 @@ def test_mailbridge_exports_exactly_its_public_names():
         "read_reply_token",
         "reply_address",
         "run_pollers",
+        "sanitize_html",
         "start_smtp_server",
         "store_inbound",
     ]
