@@ -131,9 +131,18 @@ def smtp() -> None:
     from billbox.models import InboundSource
     from mailbridge import InboundSMTPHandler, RecipientPolicy, start_smtp_server
     from mailbridge.group_commit import GroupCommitStore
+    from mailbridge.smtp import server_tls_context
     from workers.app import build
     from workers.registry import default_handlers
 
+    tls = None
+    if settings.smtp_tls_cert is not None and settings.smtp_tls_key is not None:
+        try:
+            tls = server_tls_context(settings.smtp_tls_cert, settings.smtp_tls_key)
+        except OSError as exc:  # ssl.SSLError too: a key that does not match
+            raise SettingsError(
+                "BILLBOX_SMTP_TLS_CERT", f"cannot load certificate and key: {exc}"
+            ) from None
     factory = session_factory(engine)
     build(settings, factory, default_handlers(settings))
     writer = GroupCommitStore(factory, source=InboundSource.SMTP)
@@ -144,7 +153,7 @@ def smtp() -> None:
     async def main() -> None:
         host, port = settings.smtp_address
         server = await start_smtp_server(
-            handler, host, port, max_size=settings.smtp_max_message_size
+            handler, host, port, max_size=settings.smtp_max_message_size, tls_context=tls
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
