@@ -157,7 +157,7 @@ def _decoded(part: Message) -> str:
     try:
         charset = part.get_content_charset() or "utf-8"
         return payload[:_TEXT_LIMIT].decode(charset, errors="replace")
-    except LookupError:
+    except (LookupError, ValueError):  # unknown; refusing "replace" (idna); NUL in the name
         return payload[:_TEXT_LIMIT].decode("latin-1")
 
 
@@ -536,7 +536,7 @@ _NOT_A_FAILURE = frozenset({"delivered", "relayed", "expanded", "delayed"})
 
 def _find_outbound(session: Session, info: BounceInfo) -> OutboundEmail | None:
     if info.original_message_id:
-        bare = info.original_message_id.strip().strip("<>")
+        bare = info.original_message_id.replace("\x00", "").strip().strip("<>")
         row = session.exec(
             select(OutboundEmail).where(col(OutboundEmail.message_id).in_([f"<{bare}>", bare]))
         ).first()
@@ -580,7 +580,8 @@ def apply_bounce(session: Session, info: BounceInfo) -> OutboundEmail | None:
     detail = " ".join(x for x in (info.status, info.diagnostic) if x)
     row.state = OutboundState.BOUNCED
     row.bounced_at = utcnow()
-    row.last_error = f"bounce ({kind}) for {info.recipient or 'unknown recipient'}: {detail}"[:4000]
+    error = f"bounce ({kind}) for {info.recipient or 'unknown recipient'}: {detail}"
+    row.last_error = error.replace("\x00", "")[:4000]  # NUL: quoted-printable =00, say
     row.updated_at = utcnow()
     session.add(row)
     return row

@@ -1,18 +1,49 @@
-"""Parse raw bytes with the stdlib ``email`` package (default policy), never raising.
+"""Parse raw bytes with the stdlib ``email`` package, never raising.
 
 A message we cannot understand is not an exception to bubble up: the
 result says why, and the pipeline quarantines the row with that reason
 while keeping the raw bytes.
+
+The policy is the default one except that over-long header values are cut
+before they are parsed; NUL characters are dropped from header values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
+
+MAX_HEADER_CHARS = 16 * 1024
+"""Header values are cut to this before the stdlib parses them (see :class:`_BoundedPolicy`)."""
+MAX_REFERENCES_CHARS = 64 * 1024
+"""References are cheaper to parse and long threads have thousands: they may be longer."""
+MAX_ADDRESS_CHARS = 254
+"""A longer address cannot be a real one (RFC 5321 paths are at most 256 octets)."""
+
+
+class _BoundedPolicy(EmailPolicy):
+    """The default policy, but an over-long header value is cut before it is parsed.
+
+    The stdlib's header value parser is quadratic in the value's length (a
+    200 KB Subject takes seconds, 2 MB hours), and every ``message.get``
+    parses again. References keep their end, where the newest ids are.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if name.lower() == "references":
+            if len(value) > MAX_REFERENCES_CHARS:
+                value = value[-MAX_REFERENCES_CHARS:].split(None, 1)[-1]
+        elif len(value) > MAX_HEADER_CHARS:
+            value = value[:MAX_HEADER_CHARS]
+        return super().header_fetch_parse(name, value)
+
+
+_POLICY = _BoundedPolicy()
 
 
 @dataclass(frozen=True)
@@ -38,9 +69,10 @@ class ParseFailure:
 def _header(message: EmailMessage, name: str) -> str | None:
     try:
         value = message.get(name)
-    except (ValueError, IndexError, TypeError) as exc:  # malformed header structure
-        return f"<unparseable: {exc}>" if name == "Subject" else None
-    return None if value is None else str(value).strip()
+    except (ValueError, LookupError, TypeError, AttributeError) as exc:  # malformed structure
+        return f"<unparseable: {exc}>".replace("\x00", "") if name == "Subject" else None
+    # NUL cannot be stored in a PostgreSQL text column, and means nothing in a header
+    return None if value is None else str(value).replace("\x00", "").strip()
 
 
 def _ids(value: str | None) -> list[str]:
@@ -54,7 +86,7 @@ def parse_message(raw: bytes) -> ParsedMessage | ParseFailure:
     if not raw.strip():
         return ParseFailure("empty message")
     try:
-        message = BytesParser(policy=policy.default).parsebytes(raw)
+        message = BytesParser(policy=_POLICY).parsebytes(raw)
     except Exception as exc:  # the stdlib parser is meant not to raise; be certain
         return ParseFailure(f"parser error: {exc.__class__.__name__}: {exc}")
     assert isinstance(message, EmailMessage)
@@ -64,18 +96,19 @@ def parse_message(raw: bytes) -> ParsedMessage | ParseFailure:
     # A missing or empty sender is common on bounces (MAILER-DAEMON <>): parse
     # on, record the problem, and let the pipeline decide (a human message
     # without a sender is quarantined there; a bounce is still a bounce).
-    addresses = [a for _n, a in getaddresses([from_value or ""]) if "@" in a]
-    problems = (
-        []
-        if addresses
-        else [
+    found = [a for _n, a in getaddresses([from_value or ""]) if "@" in a]
+    addresses = [a for a in found if len(a) <= MAX_ADDRESS_CHARS]
+    problems: list[str] = []
+    if found and not addresses:
+        problems.append(f"From address longer than {MAX_ADDRESS_CHARS} characters")
+    elif not addresses:
+        problems.append(
             f"From header has no address: {from_value[:200]!r}" if from_value else "no From header"
-        ]
-    )
+        )
     to_values: list[str] = []
     for key in ("To", "Cc"):
         try:
-            to_values += [str(v) for v in (message.get_all(key) or [])]
+            to_values += [str(v).replace("\x00", "") for v in (message.get_all(key) or [])]
         except (AttributeError, IndexError, TypeError, ValueError) as exc:
             problems.append(f"unreadable {key} header: {exc.__class__.__name__}")
     date = None
@@ -91,7 +124,11 @@ def parse_message(raw: bytes) -> ParsedMessage | ParseFailure:
         message_id=message_id.strip()[:255] if message_id else None,
         subject=_header(message, "Subject") or "",
         from_address=addresses[0].lower() if addresses else None,
-        to_addresses=[addr.lower() for _n, addr in getaddresses(to_values) if "@" in addr],
+        to_addresses=[
+            addr.lower()
+            for _n, addr in getaddresses(to_values)
+            if "@" in addr and len(addr) <= MAX_ADDRESS_CHARS
+        ],
         date=date,
         in_reply_to=next(iter(_ids(_header(message, "In-Reply-To"))), None),
         references=_ids(_header(message, "References")),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from billbox.errors import PermanentError
 from billbox.jobs import Handler, JobContext
@@ -80,7 +80,30 @@ def make_process_inbound(config: PipelineConfig) -> Handler:
     return process_inbound
 
 
+def _duplicate_of(session: Session, row: InboundMessage) -> int | None:
+    """An earlier row with the very same bytes: the sender retried a delivery.
+
+    A server killed after committing but before answering 250 gets the
+    message again; identical bytes (same Message-ID, same Date) mean the
+    same delivery, whereas a person sending the same words twice produces
+    different bytes.
+    """
+    earlier = session.exec(
+        select(InboundMessage.id).where(
+            InboundMessage.sha256 == row.sha256,
+            col(InboundMessage.id) < row.id,
+        )
+    ).first()
+    return int(earlier) if earlier is not None else None
+
+
 def _process(session: Session, row: InboundMessage, config: PipelineConfig) -> None:
+    duplicate = _duplicate_of(session, row)
+    if duplicate is not None:
+        row.state = InboundState.IGNORED
+        row.rule_hits = {**(row.rule_hits or {}), "duplicate_of": [str(duplicate)]}
+        log.info("inbound_duplicate", inbound_message_id=row.id, duplicate_of=duplicate)
+        return
     parsed = parse_message(row.raw)
     if isinstance(parsed, ParseFailure):
         row.state = InboundState.QUARANTINED

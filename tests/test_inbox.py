@@ -291,3 +291,18 @@ def test_the_ticket_shows_the_reply_without_quoted_history_and_safe_html(
     assert "Can you send it with my VAT id?" in message.body_html
     for hostile in ("<script", "tracker.example", "javascript:"):
         assert hostile not in message.body_html
+
+
+def test_a_redelivered_identical_message_files_nothing_twice(factory, handlers, receipt):
+    """The same bytes delivered again (a retry after a lost 250) are ignored as a duplicate."""
+    raw = (
+        b"From: ana@example.org\r\nMessage-ID: <dup@example.org>\r\n"
+        b"Date: Mon, 2 Nov 2026 10:00:00 +0000\r\nSubject: Question\r\n\r\nHello"
+    )
+    first = deliver(factory, handlers, raw, ["help@reply.example.com"])
+    second = deliver(factory, handlers, raw, ["help@reply.example.com"])
+    assert first.state == InboundState.PROCESSED
+    assert second.state == InboundState.IGNORED
+    assert second.rule_hits["duplicate_of"] == [str(first.id)]
+    with factory() as session:
+        assert len(session.exec(select(TicketMessage)).all()) == 1
