@@ -10,6 +10,14 @@ grow.
 
 If the transaction fails, every message of the group gets the exception and
 its SMTP session answers 451, so each sender retries: nothing is half-stored.
+
+The group's rows go in with two multi-row ``INSERT … RETURNING`` statements
+(messages, then jobs: :func:`~mailbridge.inbound_store.insert_inbound_many`),
+not two ORM objects and two flushes per message: the ORM path cost ~6 ms of
+Python per message, which capped the writer at ~160 msgs/s; this costs
+~0.4 ms. Each message is answered as soon as the commit has returned, by an
+``after_commit`` listener placed ahead of the job enqueuer's, so a sender
+does not also wait for the broker round trips that send its group's job ids.
 """
 
 from __future__ import annotations
@@ -21,16 +29,18 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from billbox.logs import get_logger
 from billbox.models import InboundSource
-from mailbridge.inbound_store import InboundRecord, insert_inbound
+from mailbridge.inbound_store import InboundRecord, insert_inbound_many
 
 log = get_logger("mailbridge.group_commit")
 
 _STOP = object()
+_GROUP_KEY = "billbox_inbound_group"
 
 
 @dataclass
@@ -57,6 +67,10 @@ class GroupCommitStore:
         self.source = source
         self.max_group = max_group
         self._queue: queue.Queue[_Request | object] = queue.Queue()
+        # First in line after commit, ahead of the enqueuer that install_enqueuer adds.
+        self._listening = isinstance(factory, sessionmaker)
+        if self._listening:
+            event.listen(factory, "after_commit", self._committed, insert=True)
         self._thread = threading.Thread(target=self._run, name="inbound-writer", daemon=True)
         self._thread.start()
         self.groups = 0
@@ -80,6 +94,8 @@ class GroupCommitStore:
         """Commit what is queued, then stop the writer."""
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        if self._listening and event.contains(self.factory, "after_commit", self._committed):
+            event.remove(self.factory, "after_commit", self._committed)
 
     def _run(self) -> None:
         stopping = False
@@ -102,15 +118,27 @@ class GroupCommitStore:
     def _commit(self, group: list[_Request]) -> None:
         try:
             with self.factory() as session:
-                ids = [insert_inbound(session, request.record) for request in group]
+                ids = insert_inbound_many(session, [request.record for request in group])
+                session.info[_GROUP_KEY] = (self, group, ids)
                 session.commit()
+                if session.info.pop(_GROUP_KEY, None) is not None:  # no listener ran
+                    self._answer(group, ids)
         except Exception as exc:  # every sender of the group retries after 451
             log.error(
                 "inbound_group_failed", size=len(group), error=f"{exc.__class__.__name__}: {exc}"
             )
             for request in group:
-                request.future.set_exception(exc)
-            return
+                if not request.future.done():
+                    request.future.set_exception(exc)
+
+    def _committed(self, session: Session) -> None:
+        """``after_commit``: the group is on disk; answer its senders before the enqueue."""
+        done = session.info.get(_GROUP_KEY)
+        if done is not None and done[0] is self:
+            del session.info[_GROUP_KEY]
+            self._answer(done[1], done[2])
+
+    def _answer(self, group: list[_Request], ids: list[int]) -> None:
         self.groups += 1
         self.messages += len(group)
         for request, inbound_id in zip(group, ids, strict=True):

@@ -167,3 +167,18 @@ def test_a_running_job_with_a_live_lease_is_not_swept(factory, recorder):
         row.lease_until = utcnow() + timedelta(minutes=5)
         session.commit()
     assert sweep(factory, Recorder(), stale_after=timedelta(seconds=0)).resent == []
+
+
+def test_submit_many_returns_each_rows_id_in_order_and_enqueues_after_commit(factory, recorder):
+    """A batch insert gives every payload its own row, ids in input order, sent after commit."""
+    from billbox.jobs import submit_many
+
+    payloads = [{"n": i} for i in range(250)]
+    with factory() as session:
+        ids = submit_many(session, "system.noop", payloads)
+        assert recorder.ids == []
+        session.commit()
+    assert recorder.ids == ids and len(set(ids)) == 250
+    with factory() as session:
+        rows = {j.id: j.payload for j in session.exec(select(Job))}
+    assert [rows[i] for i in ids] == payloads
