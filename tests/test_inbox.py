@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from sqlmodel import select
 
 from billbox.jobs import run_job
 from billbox.models import (
-    Brand,
-    Customer,
-    CustomerIdentity,
-    Document,
-    DocumentKind,
-    DocumentState,
-    GatewayAccount,
-    GatewayKind,
-    IdentityKind,
     InboundMessage,
     InboundSource,
     InboundState,
     Job,
     JobState,
     OutboundEmail,
-    OutboundState,
-    Payment,
-    PaymentStatus,
     ThreadRule,
     Ticket,
     TicketMessage,
 )
 from billbox.settings import load_settings
 from mailbridge import store_inbound
-from mailbridge.tokens import make_reply_token, reply_address
+from tests.billing_world import make_receipt
 from workers.registry import default_handlers
 
 SECRET = "inbox-test-secret-0123456789"
@@ -51,67 +37,8 @@ def handlers(tmp_path):
 @pytest.fixture
 def receipt(session):
     """A customer with a Stripe payment and a receipt emailed with a signed Reply-To."""
-    brand = Brand(slug="nw", name="Northwind", legal_name="Northwind GmbH", country="DE")
-    session.add(brand)
-    session.flush()
-    customer = Customer(name="Ana López", email="ana@example.org")
-    session.add(customer)
-    session.flush()
-    session.add(
-        CustomerIdentity(
-            customer_id=customer.id,
-            kind=IdentityKind.EMAIL,
-            namespace="email",
-            value="ana@example.org",
-        )
-    )
-    account = GatewayAccount(brand_id=brand.id, gateway=GatewayKind.STRIPE, name="s")
-    session.add(account)
-    session.flush()
-    payment = Payment(
-        account_id=account.id,
-        customer_id=customer.id,
-        external_id="pi_1",
-        status=PaymentStatus.SUCCEEDED,
-        amount=4900,
-        currency="EUR",
-        gateway_created_at=datetime(2026, 11, 1, tzinfo=UTC),
-    )
-    session.add(payment)
-    session.flush()
-    document = Document(
-        brand_id=brand.id,
-        customer_id=customer.id,
-        kind=DocumentKind.RECEIPT,
-        state=DocumentState.ISSUED,
-        series="R",
-        sequence=1,
-        number="NW-R-1",
-        source_key="payment:1",
-        payment_id=payment.id,
-        currency="EUR",
-        total=4900,
-    )
-    session.add(document)
-    session.flush()
-    token = make_reply_token(
-        SECRET, document_id=document.id, customer_id=customer.id, brand_id=brand.id
-    )
-    email = OutboundEmail(
-        brand_id=brand.id,
-        customer_id=customer.id,
-        document_id=document.id,
-        purpose_key="receipt:1",
-        state=OutboundState.SENT,
-        to_address="ana@example.org",
-        from_address="billing@northwind.test",
-        reply_to=reply_address(token, DOMAIN),
-        subject="Your receipt NW-R-1",
-        message_id="<receipt-1@reply.example.com>",
-    )
-    session.add(email)
-    session.commit()
-    return {"customer": customer, "token_address": reply_address(token, DOMAIN), "email": email}
+    world = make_receipt(session, secret=SECRET, domain=DOMAIN)
+    return {"customer": world.customer, "token_address": world.token_address, "email": world.email}
 
 
 def deliver(factory, handlers, raw: bytes, to: list[str]) -> InboundMessage:

@@ -9,13 +9,6 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from billbox.models import (
-    Brand,
-    Customer,
-    CustomerIdentity,
-    Document,
-    DocumentKind,
-    DocumentState,
-    IdentityKind,
     OutboundEmail,
     OutboundState,
     Ticket,
@@ -26,8 +19,8 @@ from mailbridge.classify import ClassifyContext
 from mailbridge.inspect import InspectWriteError, inspect_message, render_text
 from mailbridge.pipeline import PipelineConfig
 from mailbridge.ticketing import match_customer
-from mailbridge.tokens import make_reply_token, reply_address
 from mailbridge.trust import TrustContext
+from tests.billing_world import make_receipt
 
 SECRET = "inspect-test-secret-0123456789"
 DOMAIN = "reply.example.com"
@@ -41,57 +34,14 @@ COUNTED = ("inbound_message", "ticket", "ticket_message", "job", "outbound_email
 
 @pytest.fixture
 def receipt(session):
-    """A customer and a receipt emailed with a signed Reply-To (as in test_inbox)."""
-    brand = Brand(slug="nw", name="Northwind", legal_name="Northwind GmbH", country="DE")
-    customer = Customer(name="Ana López", email="ana@example.org")
-    session.add_all([brand, customer])
-    session.flush()
-    assert brand.id is not None and customer.id is not None
-    session.add(
-        CustomerIdentity(
-            customer_id=customer.id,
-            kind=IdentityKind.EMAIL,
-            namespace="email",
-            value="ana@example.org",
-        )
-    )
-    document = Document(
-        brand_id=brand.id,
-        customer_id=customer.id,
-        kind=DocumentKind.RECEIPT,
-        state=DocumentState.ISSUED,
-        series="R",
-        sequence=1,
-        number="NW-R-1",
-        source_key="payment:1",
-        currency="EUR",
-        total=4900,
-    )
-    session.add(document)
-    session.flush()
-    token = make_reply_token(
-        SECRET, document_id=document.id, customer_id=customer.id, brand_id=brand.id
-    )
-    email = OutboundEmail(
-        brand_id=brand.id,
-        customer_id=customer.id,
-        document_id=document.id,
-        purpose_key="receipt:1",
-        state=OutboundState.SENT,
-        to_address="ana@example.org",
-        from_address="billing@northwind.test",
-        reply_to=reply_address(token, DOMAIN),
-        subject="Your receipt NW-R-1",
-        message_id="<receipt-1@reply.example.com>",
-    )
-    session.add(email)
-    session.commit()
+    """A customer with a receipt emailed from a signed Reply-To."""
+    world = make_receipt(session, secret=SECRET, domain=DOMAIN)
     return {
-        "customer_id": customer.id,
-        "brand_id": brand.id,
-        "document_id": document.id,
-        "email_id": email.id,
-        "token_address": reply_address(token, DOMAIN),
+        "customer_id": world.customer.id,
+        "brand_id": world.brand.id,
+        "document_id": world.document.id,
+        "email_id": world.email.id,
+        "token_address": world.token_address,
     }
 
 

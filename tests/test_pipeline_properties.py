@@ -32,13 +32,6 @@ from sqlmodel import Session, col, select
 
 from billbox.jobs import run_job
 from billbox.models import (
-    Brand,
-    Customer,
-    CustomerIdentity,
-    Document,
-    DocumentKind,
-    DocumentState,
-    IdentityKind,
     InboundMessage,
     InboundSource,
     InboundState,
@@ -53,7 +46,7 @@ from billbox.models import (
 from billbox.settings import load_settings
 from mailbridge import store_inbound
 from mailbridge.parse import MAX_HEADER_CHARS, ParsedMessage, parse_message
-from mailbridge.tokens import make_reply_token, reply_address
+from tests.billing_world import make_receipt
 from workers.registry import default_handlers
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
@@ -96,54 +89,14 @@ def handlers(tmp_path):
 def token_address(factory) -> str:
     """A customer with a receipt mailed from a signed Reply-To; that address."""
     with factory() as session:
-        brand = Brand(slug="nw", name="Northwind", legal_name="Northwind GmbH", country="DE")
-        customer = Customer(name="Ana López", email=CUSTOMER_EMAIL)
-        session.add_all([brand, customer])
-        session.flush()
-        assert brand.id is not None and customer.id is not None
-        session.add(
-            CustomerIdentity(
-                customer_id=customer.id,
-                kind=IdentityKind.EMAIL,
-                namespace="email",
-                value=CUSTOMER_EMAIL,
-            )
+        world = make_receipt(
+            session,
+            secret=SECRET,
+            domain=DOMAIN,
+            customer_email=CUSTOMER_EMAIL,
+            message_id=RECEIPT_ID.decode(),
         )
-        document = Document(
-            brand_id=brand.id,
-            customer_id=customer.id,
-            kind=DocumentKind.RECEIPT,
-            state=DocumentState.ISSUED,
-            series="R",
-            sequence=1,
-            number="NW-R-1",
-            source_key="payment:1",
-            currency="EUR",
-            total=4900,
-        )
-        session.add(document)
-        session.flush()
-        assert document.id is not None
-        token = make_reply_token(
-            SECRET, document_id=document.id, customer_id=customer.id, brand_id=brand.id
-        )
-        address = reply_address(token, DOMAIN)
-        session.add(
-            OutboundEmail(
-                brand_id=brand.id,
-                customer_id=customer.id,
-                document_id=document.id,
-                purpose_key="receipt:1",
-                state=OutboundState.SENT,
-                to_address=CUSTOMER_EMAIL,
-                from_address="billing@northwind.test",
-                reply_to=address,
-                subject="Your receipt NW-R-1",
-                message_id=RECEIPT_ID.decode(),
-            )
-        )
-        session.commit()
-    return address
+    return world.token_address
 
 
 def deliver_and_check(factory, handlers, raw: bytes, envelope_to: list[str]) -> InboundMessage:
