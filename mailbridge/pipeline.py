@@ -42,10 +42,11 @@ log = get_logger("mailbridge.pipeline")
 class PipelineConfig:
     """What the steps need from outside; typed and passed in, never read from globals.
 
-    ``billbox.invalid`` is a placeholder until the outbound composer exists:
-    it must mint Message-IDs in ``classify.our_message_id_domain`` and put
-    ``X-Loop: <loop_marker>`` on what it sends, and the CLI should then build
-    this from the settings.
+    The defaults suit tests; ``workers.registry.pipeline_config`` builds the
+    real one from settings. The outbound composer must mint Message-IDs in
+    ``classify.our_message_id_domain`` (the reply domain) and put
+    ``X-Loop: <loop_marker>`` on what it sends, so replies to ourselves are
+    recognised as loops.
     """
 
     classify: ClassifyContext = field(

@@ -283,7 +283,7 @@ def worker_kill_scenario(
     broker_url: str,
     client: redis.Redis,
     record: Callable[[str, object], None],
-) -> None:
+) -> dict[int, tuple[str, int]]:
     """Submit 100 jobs, kill -9 the worker after 32 are done, check nothing is lost."""
     ids = submit_noops(cluster.settings(broker_url), factory)
     assert len(ids) == JOBS
@@ -322,6 +322,7 @@ def worker_kill_scenario(
         f"{broker_url}: {done_at_kill} done at kill -9, {len(running_at_kill)} running; "
         f"all {JOBS} done after restart, {len(reruns)} ran twice {sorted(reruns)}"
     )
+    return final
 
 
 # --- tests -----------------------------------------------------------------------
@@ -340,7 +341,10 @@ def test_the_embedded_broker_delivers_jobs_enqueued_before_a_kill_9_of_the_worke
     the kill may run twice.
     """
     server = cluster.embedded_redis()
-    worker_kill_scenario(cluster, factory, poll, "embedded", server.client(), record_property)
+    final = worker_kill_scenario(
+        cluster, factory, poll, "embedded", server.client(), record_property
+    )
+    assert len(final) == JOBS
 
 
 def test_the_embedded_broker_keeps_enqueued_jobs_across_a_kill_9_of_its_redis_server(
@@ -387,4 +391,5 @@ def test_a_redis_server_broker_delivers_jobs_enqueued_before_a_kill_9_of_the_wor
     record_property: Callable[[str, object], None],
 ) -> None:
     """With ``BILLBOX_BROKER_URL=redis://…`` every job also ends done after a worker kill -9."""
-    worker_kill_scenario(cluster, factory, poll, REDIS_URL, redis_db, record_property)
+    final = worker_kill_scenario(cluster, factory, poll, REDIS_URL, redis_db, record_property)
+    assert len(final) == JOBS
