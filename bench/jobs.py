@@ -46,15 +46,16 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from billbox.db import make_engine, normalise_url, session_factory
+from billbox.db import make_engine, session_factory
 from billbox.jobs import NOOP_JOB, submit
 from billbox.logs import configure_logging
 from billbox.migrate import upgrade
 from billbox.models import Job, JobState
 from billbox.settings import Settings, load_settings
+from billbox.testing import throwaway_postgres
 from workers.app import build, run_worker
 from workers.broker import build_broker
 from workers.embedded_redis import EmbeddedRedis
@@ -286,23 +287,13 @@ def bench_database(kind: str, workdir: Path, pg_url: str) -> Iterator[tuple[str,
         finally:
             engine.dispose()
         return
-    base = make_url(normalise_url(pg_url))
-    name = f"billbox_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    pg_engine: Engine | None = None
-    try:
+    with throwaway_postgres(pg_url, "billbox_bench") as url:
         upgrade(url)
         pg_engine = make_engine(url, pool_size=10)  # worker threads + producer + sweeper
-        yield url, pg_engine
-    finally:
-        if pg_engine is not None:
+        try:
+            yield url, pg_engine
+        finally:
             pg_engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # --- brokers ---------------------------------------------------------------------------

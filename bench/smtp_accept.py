@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import secrets
 import smtplib
 import socket
 import statistics
@@ -158,8 +157,8 @@ def run_clients(port: int, total: int, clients: int, reuse: bool) -> tuple[float
 
 @contextmanager
 def database(kind: str) -> Iterator[str]:
-    from billbox.db import normalise_url
     from billbox.migrate import upgrade
+    from billbox.testing import throwaway_postgres
 
     if kind == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
@@ -167,21 +166,10 @@ def database(kind: str) -> Iterator[str]:
             upgrade(url)
             yield url
         return
-    base = sa.engine.make_url(
-        normalise_url(os.environ.get("BILLBOX_TEST_DATABASE_URL", PG_DEFAULT))
-    )
-    name = f"billbox_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
+    server = os.environ.get("BILLBOX_TEST_DATABASE_URL", PG_DEFAULT)
+    with throwaway_postgres(server, "billbox_bench") as url:
         upgrade(url)
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def count_rows(url: str) -> int:

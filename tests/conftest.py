@@ -10,20 +10,20 @@ and dropped at the end, so runs never see each other's data.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from billbox.db import make_engine, normalise_url, session_factory
+from billbox.db import make_engine, session_factory
 from billbox.migrate import upgrade
 from billbox.models import metadata
 from billbox.settings import Settings, load_settings
+from billbox.testing import throwaway_postgres
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -45,19 +45,10 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         upgrade(url)
         yield url
         return
-    base = make_url(normalise_url(os.environ.get("BILLBOX_TEST_DATABASE_URL", DEFAULT_PG)))
-    name = f"billbox_test_{secrets.token_hex(4)}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
+    server = os.environ.get("BILLBOX_TEST_DATABASE_URL", DEFAULT_PG)
+    with throwaway_postgres(server, "billbox_test") as url:
         upgrade(url)
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

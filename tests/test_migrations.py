@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import secrets
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
-from billbox.db import make_engine, normalise_url
+from billbox.db import make_engine
 from billbox.errors import MigrationError
 from billbox.migrate import current_revision, downgrade, head_revision, require_head, upgrade
 from billbox.models import metadata
+from billbox.testing import throwaway_postgres
 from tests.conftest import DEFAULT_PG, backend
 
 
@@ -22,15 +21,9 @@ def blank_url(tmp_path):
     if backend() == "sqlite":
         yield f"sqlite:///{tmp_path / 'blank.db'}"
         return
-    base = make_url(normalise_url(os.environ.get("BILLBOX_TEST_DATABASE_URL", DEFAULT_PG)))
-    name = f"billbox_mig_{secrets.token_hex(4)}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield base.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    server = os.environ.get("BILLBOX_TEST_DATABASE_URL", DEFAULT_PG)
+    with throwaway_postgres(server, "billbox_mig") as url:
+        yield url
 
 
 def test_upgrade_creates_every_table_and_downgrade_removes_them(blank_url):
