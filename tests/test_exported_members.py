@@ -48,16 +48,22 @@ def test_gateways_export_only_our_own_types():
     """Vendor objects stop at the adapter: the package exports our interface and dataclasses."""
     assert sorted(billbox.gateways.__all__) == [
         "Capability",
+        "GatewayActions",
         "GatewayAdapter",
         "GatewayCustomer",
+        "GatewayDeclined",
         "GatewayError",
         "GatewayInvoiceData",
+        "GatewayLister",
         "GatewayParseError",
         "GatewayPayment",
         "GatewayRefund",
         "GatewaySubscription",
         "GatewayUnavailable",
         "Ignored",
+        "ObjectKind",
+        "Page",
+        "UnsupportedAction",
         "VerifiedEvent",
         "WebhookVerificationError",
     ]

@@ -7,11 +7,17 @@ everything else in Billbox sees only the names re-exported here.
 
 from billbox.gateways.base import (
     Capability,
+    GatewayActions,
     GatewayAdapter,
+    GatewayDeclined,
     GatewayError,
+    GatewayLister,
     GatewayParseError,
     GatewayUnavailable,
     Ignored,
+    ObjectKind,
+    Page,
+    UnsupportedAction,
     VerifiedEvent,
     WebhookVerificationError,
 )
@@ -25,16 +31,22 @@ from billbox.gateways.types import (
 
 __all__ = [
     "Capability",
+    "GatewayActions",
     "GatewayAdapter",
     "GatewayCustomer",
+    "GatewayDeclined",
     "GatewayError",
     "GatewayInvoiceData",
+    "GatewayLister",
     "GatewayParseError",
     "GatewayPayment",
     "GatewayRefund",
     "GatewaySubscription",
     "GatewayUnavailable",
     "Ignored",
+    "ObjectKind",
+    "Page",
+    "UnsupportedAction",
     "VerifiedEvent",
     "WebhookVerificationError",
 ]

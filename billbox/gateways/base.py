@@ -4,9 +4,10 @@ Modelled on httpx's ``_transports/base.py``: a small protocol, vendor code
 behind it, vendor errors mapped at the boundary. An adapter verifies a
 webhook delivery (cheaply, on the request path), turns an event body into
 the ledger's normalised types (in the worker) and re-fetches single objects
-as the source of truth. Actions (refund, capture, cancel, …) join the
-protocol with their own capability names when they are implemented; until
-then ``capabilities`` lets the admin hide what an adapter cannot do.
+as the source of truth. Actions (refund, capture, cancel, …) and sync
+listing are separate protocols (:class:`GatewayActions`,
+:class:`GatewayLister`) so a new gateway can start with webhooks only;
+``capabilities`` says which methods work, and the admin hides the rest.
 
 Errors (all :class:`~billbox.errors.BillboxError`)::
 
@@ -46,6 +47,26 @@ class Capability(StrEnum):
 
     WEBHOOKS = "webhooks"
     FETCH = "fetch"
+    LIST = "list"
+    REFUND = "refund"
+    CAPTURE = "capture"
+    VOID = "void"
+    CANCEL_SUBSCRIPTION = "cancel_subscription"
+    CANCEL_AT_PERIOD_END = "cancel_at_period_end"
+    CREATE_SUBSCRIPTION = "create_subscription"
+    APPLY_COUPON = "apply_coupon"
+    ADD_TAX_ID = "add_tax_id"
+    FINALIZE_INVOICE = "finalize_invoice"
+
+
+class ObjectKind(StrEnum):
+    """What a sync pass lists, in the order a backfill should apply them."""
+
+    CUSTOMER = "customer"
+    INVOICE = "invoice"
+    SUBSCRIPTION = "subscription"
+    PAYMENT = "payment"
+    REFUND = "refund"
 
 
 class GatewayError(BillboxError):
@@ -53,7 +74,15 @@ class GatewayError(BillboxError):
 
 
 class GatewayUnavailable(GatewayError):
-    """The gateway could not be reached or asked us to slow down; retrying may help."""
+    """The gateway could not be reached or asked us to slow down; retrying may help.
+
+    ``retry_after`` is the wait in seconds the gateway asked for (429
+    ``Retry-After``), when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class GatewayParseError(GatewayError):
@@ -62,6 +91,31 @@ class GatewayParseError(GatewayError):
 
 class WebhookVerificationError(GatewayError):
     """A delivery is not provably from the gateway: bad/missing signature or stale timestamp."""
+
+
+class GatewayDeclined(GatewayError):
+    """The gateway refused an action (card declined, already refunded, 4xx); message is for agents.
+
+    ``code`` is the gateway's own error code (``charge_already_refunded``,
+    ``UNPROCESSABLE_ENTITY``) and ``request_id`` its request id, kept in the audit log.
+    """
+
+    def __init__(self, message: str, *, code: str = "", request_id: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+class UnsupportedAction(GatewayError):
+    """The adapter cannot do this action (its capabilities do not list it)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a sync listing; ``next_cursor`` is None on the last page."""
+
+    objects: list[NormalisedObject]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -117,4 +171,90 @@ class GatewayAdapter(Protocol):
 
     def fetch_payment(self, external_id: str) -> GatewayPayment:
         """The payment as the gateway holds it now."""
+        ...
+
+
+class GatewayLister(Protocol):
+    """Listing for ``billbox sync``: one page at a time, resumable from an opaque cursor.
+
+    Rate limits surface as :class:`GatewayUnavailable` with ``retry_after``
+    set (seconds) so the sync loop can wait and try the same page again.
+    """
+
+    def list_page(
+        self, kind: ObjectKind, cursor: str | None, *, since: datetime | None, limit: int = 100
+    ) -> Page:
+        """The page after ``cursor`` (first page if None) of objects created since ``since``."""
+        ...
+
+
+class GatewayActions(Protocol):
+    """The one-click actions. Every call carries an idempotency key the gateway also receives.
+
+    Each returns the changed object normalised, as the gateway answered it,
+    so the caller can update the ledger from the gateway's own answer.
+    Refusals raise :class:`GatewayDeclined`; an action outside
+    ``capabilities`` raises :class:`UnsupportedAction`.
+    """
+
+    def refund(
+        self,
+        payment_external_id: str,
+        amount: int,
+        currency: str,
+        *,
+        reason: str,
+        idempotency_key: str,
+    ) -> GatewayRefund:
+        """Refund ``amount`` minor units of ``currency`` of a captured payment."""
+        ...
+
+    def capture(
+        self, payment_external_id: str, amount: int | None, *, idempotency_key: str
+    ) -> GatewayPayment:
+        """Capture an authorized payment, all of it (``amount=None``) or part."""
+        ...
+
+    def void(self, payment_external_id: str, *, idempotency_key: str) -> GatewayPayment:
+        """Release an authorization that was never captured."""
+        ...
+
+    def cancel_subscription(
+        self, subscription_external_id: str, *, at_period_end: bool, idempotency_key: str
+    ) -> GatewaySubscription:
+        """Cancel now, or at the end of the paid period (``CANCEL_AT_PERIOD_END``)."""
+        ...
+
+    def create_subscription(
+        self,
+        customer_external_id: str,
+        price_external_id: str,
+        *,
+        coupon: str | None,
+        idempotency_key: str,
+    ) -> GatewaySubscription:
+        """Subscribe a gateway customer to a price/plan, optionally with a coupon."""
+        ...
+
+    def apply_coupon(
+        self,
+        customer_external_id: str,
+        coupon: str,
+        *,
+        subscription_external_id: str | None,
+        idempotency_key: str,
+    ) -> GatewayCustomer | GatewaySubscription:
+        """Apply a coupon to a subscription when given, else to the customer."""
+        ...
+
+    def add_tax_id(
+        self, customer_external_id: str, scheme: str, value: str, *, idempotency_key: str
+    ) -> GatewayCustomer:
+        """Attach a (already validated) tax id; ``scheme`` is the gateway's type (``eu_vat``)."""
+        ...
+
+    def finalize_invoice(
+        self, invoice_external_id: str, *, send: bool, idempotency_key: str
+    ) -> GatewayInvoiceData:
+        """Finalize a draft gateway invoice, and email it from the gateway when ``send``."""
         ...

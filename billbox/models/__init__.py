@@ -6,6 +6,7 @@ every table; application code imports names from here, not submodules.
 
 from sqlmodel import SQLModel
 
+from billbox.models.actions import GatewayAction
 from billbox.models.audit import AuditEvent
 from billbox.models.base import UTCDateTime, utcnow
 from billbox.models.brands import Brand, BrandBase, NumberSeries
@@ -14,6 +15,7 @@ from billbox.models.documents import Document, DocumentLine, DocumentTaxLine
 from billbox.models.enums import (
     FINAL_JOB_STATES,
     PAID_PAYMENT_STATUSES,
+    ActionState,
     ActorKind,
     DocumentKind,
     DocumentState,
@@ -47,6 +49,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "FINAL_JOB_STATES",
     "PAID_PAYMENT_STATUSES",
+    "ActionState",
     "ActorKind",
     "ApiToken",
     "AuditEvent",
@@ -61,6 +64,7 @@ __all__ = [
     "DocumentState",
     "DocumentTaxLine",
     "GatewayAccount",
+    "GatewayAction",
     "GatewayInvoice",
     "GatewayInvoiceStatus",
     "GatewayKind",

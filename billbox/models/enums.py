@@ -153,6 +153,14 @@ class ActorKind(StrEnum):
     SYSTEM = "system"
 
 
+class ActionState(StrEnum):
+    """An agent action: pending while the gateway is being asked, then final."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 class Role(StrEnum):
     ADMIN = "admin"
     AGENT = "agent"
