@@ -7,14 +7,7 @@ deliveries travel over the network exactly as Stripe's would.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -36,63 +29,28 @@ from billbox.models import (
     WebhookStatus,
 )
 from billbox.webhooks import WEBHOOK_JOB
+from tests.servers import (
+    LOCALSTRIPE_API_KEY,
+    LOCALSTRIPE_WEBHOOK_SECRET,
+    free_port,
+    register_localstripe_webhook,
+    running_localstripe,
+    wait_until,
+)
 from web import create_app
 from workers.registry import default_handlers
 
 pytestmark = pytest.mark.slow
 
-SECRET = "whsec_localstripe_0123456789"
-API_KEY = "sk_test_billbox_localstripe"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=1)
-    except urllib.error.HTTPError:
-        return True  # any HTTP answer means it is up
-    except OSError:
-        return False
-    return True
+SECRET = LOCALSTRIPE_WEBHOOK_SECRET
+API_KEY = LOCALSTRIPE_API_KEY
 
 
 @pytest.fixture
 def localstripe(tmp_path) -> Iterator[str]:
-    """``python -m localstripe`` on a free port, from scratch; killed at teardown."""
-    port = free_port()
-    log = (tmp_path / "localstripe.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: answers(f"{base}/v1/customers"), 15, "localstripe to answer")
+    """A fresh localstripe for each test."""
+    with running_localstripe(tmp_path) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture
@@ -116,11 +74,7 @@ def served_app(settings, engine, factory, localstripe) -> Iterator[str]:
         thread.join(5)
 
 
-def register_webhook(localstripe: str, url: str) -> None:
-    data = urllib.parse.urlencode({"url": url, "secret": SECRET}).encode()
-    request = urllib.request.Request(f"{localstripe}/_config/webhooks/billbox", data=data)
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
+register_webhook = register_localstripe_webhook
 
 
 def stored_event(factory, event_type: str) -> WebhookEvent | None:
