@@ -9,6 +9,7 @@ single line and exit with code 2.
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,12 @@ class Settings(BaseSettings):
     job_stale_after: float = Field(default=60.0, gt=0)
     job_lease: float = Field(default=300.0, gt=0)
     worker_threads: int = Field(default=4, ge=1, le=64)
+    # Outbound mail: a private CA for the relay's certificate, and DKIM
+    # signing (all three DKIM settings together, or none).
+    smtp_relay_ca_file: Path | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_private_key_file: Path | None = None
 
     stripe_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("STRIPE_API_KEY", "stripe_api_key")
@@ -202,6 +209,51 @@ class Settings(BaseSettings):
             missing = "smtp_tls_key" if self.smtp_tls_key is None else "smtp_tls_cert"
             raise ValueError(
                 f"{missing}: set BILLBOX_SMTP_TLS_CERT and BILLBOX_SMTP_TLS_KEY together"
+            )
+        return self
+
+    @field_validator("smtp_relay_ca_file")
+    @classmethod
+    def _relay_ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("dkim_selector", "dkim_domain")
+    @classmethod
+    def _dkim_name(cls, value: str | None) -> str | None:
+        value = (value or "").strip().lower()
+        if value and not re.fullmatch(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?", value):
+            raise ValueError(f"expected a DNS name, got {value!r}")
+        return value or None
+
+    @field_validator("dkim_private_key_file")
+    @classmethod
+    def _dkim_key(cls, value: Path | None) -> Path | None:
+        """Read and parse the key now, so a bad key stops startup, not every send."""
+        if value is None:
+            return None
+        try:
+            data = value.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
+        from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+
+        try:
+            parse_pem_private_key(data)
+        except (UnparsableKeyError, ValueError):
+            raise ValueError(f"{value} is not a PEM RSA private key") from None
+        return value
+
+    @model_validator(mode="after")
+    def _dkim_together(self) -> Settings:
+        names = ("dkim_selector", "dkim_domain", "dkim_private_key_file")
+        given = [name for name in names if getattr(self, name) is not None]
+        if given and len(given) != len(names):
+            missing = next(name for name in names if name not in given)
+            raise ValueError(
+                f"{missing}: set BILLBOX_DKIM_SELECTOR, BILLBOX_DKIM_DOMAIN and "
+                "BILLBOX_DKIM_PRIVATE_KEY_FILE together"
             )
         return self
 

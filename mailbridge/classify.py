@@ -556,7 +556,9 @@ def _find_outbound(session: Session, info: BounceInfo) -> OutboundEmail | None:
     return None
 
 
-def apply_bounce(session: Session, info: BounceInfo) -> OutboundEmail | None:
+def apply_bounce(
+    session: Session, info: BounceInfo, *, outbound: OutboundEmail | None = None
+) -> OutboundEmail | None:
     """Mark the outbound email this bounce is about as BOUNCED; return it, or None.
 
     The row is found by the original Message-ID (attached message or headers,
@@ -570,10 +572,14 @@ def apply_bounce(session: Session, info: BounceInfo) -> OutboundEmail | None:
     lives on this row only: its BOUNCED state, ``bounced_at`` and the
     diagnostic (with status and hard/soft) in ``last_error``. The send step
     can look for a BOUNCED row to the same address until that table exists.
+
+    ``outbound`` is the row when the caller already knows it from a signed
+    VERP envelope address (:func:`mailbridge.verp.outbound_for_bounce`);
+    then the content of the bounce is not needed to find it.
     """
     if (info.action or "").lower() in _NOT_A_FAILURE or (info.status or "").startswith("2."):
         return None
-    row = _find_outbound(session, info)
+    row = outbound if outbound is not None else _find_outbound(session, info)
     if row is None:
         return None
     kind = "complaint" if info.action == "complaint" else ("hard" if info.hard else "soft")

@@ -32,6 +32,7 @@ from mailbridge.parse import ParsedMessage, ParseFailure, parse_message
 from mailbridge.thread import decide_thread
 from mailbridge.ticketing import match_customer
 from mailbridge.trust import TrustContext, Verdict, judge_trust
+from mailbridge.verp import outbound_for_bounce
 
 INBOUND_JOB = "inbound.process"
 
@@ -118,7 +119,15 @@ def _process(session: Session, row: InboundMessage, config: PipelineConfig) -> N
     row.rule_hits = {**(row.rule_hits or {}), "classify": list(result.hits)}
     outbound_id = None
     if result.bounce is not None:
-        outbound = apply_bounce(session, result.bounce)
+        # A signed VERP envelope recipient names the email for certain;
+        # the bounce's content (quoted Message-ID, recipient) is the fallback.
+        outbound = outbound_for_bounce(
+            session,
+            row.envelope_to,
+            secret=config.secret,
+            reply_domain=config.reply_domain,
+            bounce=result.bounce,
+        ) or apply_bounce(session, result.bounce)
         outbound_id = outbound.id if outbound is not None else None
     if result.kind != MessageClass.HUMAN:
         row.state = InboundState.IGNORED

@@ -7,6 +7,7 @@ from billbox.settings import Settings
 from billbox.webhooks import WEBHOOK_JOB, process_webhook
 from mailbridge.classify import ClassifyContext
 from mailbridge.pipeline import INBOUND_JOB, PipelineConfig, make_process_inbound, process_inbound
+from mailbridge.send import SEND_DOCUMENT_JOB, mailer_config, make_send_document
 from mailbridge.trust import TrustContext
 
 
@@ -27,8 +28,11 @@ def default_handlers(settings: Settings | None = None) -> dict[str, Handler]:
     inbound = (
         process_inbound if settings is None else make_process_inbound(pipeline_config(settings))
     )
-    return {
+    handlers: dict[str, Handler] = {
         NOOP_JOB: noop,
         INBOUND_JOB: inbound,
         WEBHOOK_JOB: process_webhook,
     }
+    if settings is not None:  # sending needs the secret key and the relay
+        handlers[SEND_DOCUMENT_JOB] = make_send_document(mailer_config(settings))
+    return handlers
