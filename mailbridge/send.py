@@ -258,6 +258,9 @@ def _get_or_create(
     if brand is None:
         raise PermanentError(f"brand {document.brand_id} of document {document.number} is gone")
     customer = session.get(Customer, document.customer_id) if document.customer_id else None
+    # End the read transaction before composing: on SQLite every transaction
+    # holds the write lock, and composing (and DKIM signing) takes milliseconds.
+    session.commit()
     try:
         composed = compose_document_email(
             document,

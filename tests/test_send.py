@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from billbox.jobs import JobResult, run_job, submit
 from billbox.models import Document, Job, JobState, OutboundEmail, OutboundState, utcnow
 from billbox.settings import load_settings
 from mailbridge.compose import ComposeConfig
-from mailbridge.relay import parse_relay_url
+from mailbridge.relay import deliver, parse_relay_url
 from mailbridge.send import (
     SEND_DOCUMENT_JOB,
     MailerConfig,
@@ -429,3 +429,39 @@ def test_a_job_left_running_by_a_dead_worker_is_picked_up_after_its_lease(factor
         session.commit()
     assert run_job(factory, job_id, handlers(sink.url)).outcome == "done"
     assert len(sink.handler.deliveries) == 1
+
+
+def test_nothing_reaches_the_relay_when_committing_sending_fails(sink):
+    """If SENDING cannot be committed, the connection drops before any byte of the message."""
+    relay = parse_relay_url(sink.url, helo_name=REPLY_DOMAIN, timeout=5)
+
+    def database_gone() -> None:
+        raise RuntimeError("database gone")
+
+    with pytest.raises(RuntimeError, match="database gone"):
+        deliver(
+            relay,
+            "bounce@reply.billbox.test",
+            "ana@example.org",
+            b"Subject: hi\r\n\r\nhello\r\n",
+            before_body=database_gone,
+        )
+    assert sink.handler.deliveries == []
+
+
+def test_an_internationalised_address_is_sent_with_smtputf8(factory, sink):
+    """A UTF-8 mailbox goes out with the SMTPUTF8 extension, headers in UTF-8."""
+    with factory() as session:
+        world = make_world(session)
+        document = make_document(session, world)
+        document.buyer = {"name": "José", "email": "josé@ejemplo.es"}
+        session.add(document)
+        job = queue_document_email(session, document.id)
+        session.commit()
+        job_id = job.id
+    assert run_job(factory, job_id, handlers(sink.url)).outcome == "done"
+    [delivery] = sink.handler.deliveries
+    assert delivery.rcpt_tos == ["josé@ejemplo.es"]
+    # SMTPUTF8 headers are raw UTF-8: the stdlib reads them from text
+    message = message_from_string(delivery.content.decode("utf-8"), policy=policy.default)
+    assert message["To"].addresses[0].addr_spec == "josé@ejemplo.es"
