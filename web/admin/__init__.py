@@ -18,4 +18,5 @@ def _csrf() -> None:
     check_csrf()
 
 
-from web.admin import views as _views  # noqa: E402,F401  (registers the routes)
+from web.admin import reports as _reports  # noqa: E402,F401  (registers the routes)
+from web.admin import views as _views  # noqa: E402,F401
