@@ -105,6 +105,9 @@ def _install_staff_pages(app: Flask) -> None:
     app.extensions["billbox_login_throttle"] = LoginThrottle()
     app.register_blueprint(auth_bp)
     app.register_blueprint(admin_bp)
+    from web.api import bp as api_bp
+
+    app.register_blueprint(api_bp)
 
 
 def services() -> WebServices:
