@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     job_stale_after: float = Field(default=60.0, gt=0)
     job_lease: float = Field(default=300.0, gt=0)
     worker_threads: int = Field(default=4, ge=1, le=64)
+    # How long a customer's signed billing-page link stays valid.
+    portal_link_days: int = Field(default=30, ge=1, le=366)
 
     stripe_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("STRIPE_API_KEY", "stripe_api_key")

@@ -108,6 +108,14 @@ def _install_staff_pages(app: Flask) -> None:
     from web.api import bp as api_bp
 
     app.register_blueprint(api_bp)
+    from billbox.portal_links import PortalLinks
+    from web.portal import bp as portal_bp
+
+    settings: Settings = app.extensions["billbox"].settings
+    app.extensions["billbox_portal_links"] = PortalLinks(
+        settings.secret(), settings.portal_link_days
+    )
+    app.register_blueprint(portal_bp)
 
 
 def services() -> WebServices:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
 from flask import Flask
 
@@ -35,6 +35,13 @@ def when(value: datetime | str | None, locale: str = DEFAULT_LOCALE) -> str:
     return format_datetime(value, "medium", tzinfo=None, locale=locale) + " UTC"
 
 
+def day(value: datetime | None, locale: str = DEFAULT_LOCALE) -> str:
+    """A date in the reader's language (``25 nov 2026``, ``25.11.2026``)."""
+    if value is None:
+        return ""
+    return format_date(value.date(), "medium", locale=locale)
+
+
 def size(n: int) -> str:
     for unit in ("B", "KB", "MB"):
         if n < 1024 or unit == "MB":
@@ -44,5 +51,5 @@ def size(n: int) -> str:
 
 
 def install(app: Flask) -> None:
-    filters: dict[str, Any] = {"money": money, "when": when, "size": size}
+    filters: dict[str, Any] = {"money": money, "when": when, "day": day, "size": size}
     app.jinja_env.filters.update(filters)
