@@ -10,7 +10,7 @@ process*, so its work does not share this process's GIL. In this process:
    ``smtplib.SMTP(...).sendmail`` on a new connection per message, one
    thread: the floor of what handing a message to the relay costs.
 2. **billbox**: ``--receipts`` issued documents (a ~30 KB PDF each, locales
-   cycling en/es/de/fr) and their ``mail.send_document`` jobs are committed
+   cycling en/es/de/fr) and their ``send_document`` jobs are committed
    first; then ``--threads`` threads call :func:`billbox.jobs.run_job` on
    them, exactly as a worker does (claim, compose from the stored PDF, sign
    the Reply-To, VERP, PENDING → SENDING at the relay's 354 → SENT with the

@@ -370,6 +370,54 @@ def users_create(email: str, role: str, name: str, password: str) -> None:
         _fail(str(exc), code=1)
 
 
+@cli.group("api-token")
+def api_token() -> None:
+    """API tokens for /api/v1 (helpdesk sidebars, scripts)."""
+
+
+@api_token.command("create")
+@click.argument("name")
+@click.option(
+    "--role", type=click.Choice(["admin", "agent", "finance"]), default="agent", show_default=True
+)
+def api_token_create(name: str, role: str) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    settings = _settings()
+    engine = _engine_at_head(settings)
+    from billbox.api_tokens import ApiTokenError, create_token
+    from billbox.db import session_factory, transaction
+    from billbox.models import Role
+
+    try:
+        with transaction(session_factory(engine)) as session:
+            created = create_token(session, name, Role(role))
+    except ApiTokenError as exc:
+        _fail(str(exc), code=1)
+    click.echo(created.secret)
+    click.echo(
+        f"token {name!r} ({role}) created; it is shown only now. "
+        "Send it as: Authorization: Bearer <token>",
+        err=True,
+    )
+
+
+@api_token.command("revoke")
+@click.argument("name")
+def api_token_revoke(name: str) -> None:
+    """Revoke a token; requests carrying it get 401 from now on."""
+    settings = _settings()
+    engine = _engine_at_head(settings)
+    from billbox.api_tokens import ApiTokenError, revoke_token
+    from billbox.db import session_factory, transaction
+
+    try:
+        with transaction(session_factory(engine)) as session:
+            revoke_token(session, name)
+    except ApiTokenError as exc:
+        _fail(str(exc), code=1)
+    click.echo(f"token {name!r} revoked")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(as_json: bool) -> None:

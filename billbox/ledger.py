@@ -17,13 +17,17 @@ from typing import Generic, TypeVar
 from sqlmodel import Session, col, select
 
 from billbox.customers import account_namespace, find_by_identity
+from billbox.documents import ISSUE_DOCUMENT_JOB
 from billbox.gateways.types import (
     GatewayInvoiceData,
     GatewayPayment,
     GatewayRefund,
     GatewaySubscription,
 )
+from billbox.jobs import submit
 from billbox.models import (
+    PAID_PAYMENT_STATUSES,
+    Brand,
     GatewayAccount,
     GatewayInvoice,
     Payment,
@@ -78,6 +82,7 @@ def apply_payment(
     ).first()
     if row is not None and _is_stale(row.gateway_updated_at, data.updated_at):
         return Applied(row, False)
+    was_paid = row is not None and row.status in PAID_PAYMENT_STATUSES
     invoice_id = None
     if data.invoice_external_id:
         invoice = _find(session, GatewayInvoice, account_id, data.invoice_external_id)
@@ -106,7 +111,21 @@ def apply_payment(
     session.flush()
     _link_orphan_refunds(session, row)
     _recompute_refunded(session, row)
+    if not was_paid and row.status in PAID_PAYMENT_STATUSES:
+        _submit_issue(session, {"payment_id": row.id})
     return Applied(row, True)
+
+
+def _submit_issue(session: Session, payload: dict[str, int | None]) -> None:
+    """Queue the document of a payment or refund in this transaction, once per source ever."""
+    ((name, source_id),) = payload.items()
+    source = name.removesuffix("_id")
+    submit(
+        session,
+        ISSUE_DOCUMENT_JOB,
+        payload,
+        dedupe_key=f"{ISSUE_DOCUMENT_JOB}:{source}:{source_id}",
+    )
 
 
 def _link_orphan_refunds(session: Session, payment: Payment) -> None:
@@ -155,6 +174,7 @@ def apply_refund(session: Session, account: GatewayAccount, data: GatewayRefund)
     row = _find(session, Refund, account_id, data.external_id)
     if row is not None and _is_stale(row.gateway_updated_at, data.updated_at):
         return Applied(row, False)
+    was_succeeded = row is not None and row.status == RefundStatus.SUCCEEDED
     payment = _find(session, Payment, account_id, data.payment_external_id)
     if row is None:
         row = Refund(
@@ -176,6 +196,10 @@ def apply_refund(session: Session, account: GatewayAccount, data: GatewayRefund)
     session.flush()
     if payment is not None:
         _recompute_refunded(session, payment)
+    if row.status == RefundStatus.SUCCEEDED and not was_succeeded:
+        brand = session.get(Brand, account.brand_id)
+        if brand is not None and brand.issue_credit_notes:
+            _submit_issue(session, {"refund_id": row.id})
     return Applied(row, True)
 
 

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     dkim_selector: str | None = None
     dkim_domain: str | None = None
     dkim_private_key_file: Path | None = None
+    # How long a customer's signed billing-page link stays valid.
+    portal_link_days: int = Field(default=30, ge=1, le=366)
 
     stripe_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("STRIPE_API_KEY", "stripe_api_key")

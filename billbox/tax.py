@@ -494,3 +494,7 @@ def compute_totals(lines: Iterable[Line], decision: TaxDecision, currency: str) 
         total=subtotal + tax_total,
         currency=currency,
     )
+
+
+#: Public name for forms that take a seller's registrations (the brand settings page).
+checked_registration = _checked_registration

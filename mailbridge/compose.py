@@ -47,6 +47,7 @@ from typing import Any
 
 import jinja2
 
+from billbox.documents.view import label, translate_title
 from billbox.models import Brand, Customer, Document, DocumentKind
 from mailbridge.l10n import EMAIL_TEMPLATES, email_locale
 from mailbridge.tokens import make_reply_token, reply_address
@@ -175,6 +176,12 @@ def _colour(value: str, default: str) -> str:
     return value if _COLOUR.fullmatch(value or "") else default
 
 
+def _http_url(value: str | None) -> str:
+    """Only an http(s) URL becomes a link; anything else is left out."""
+    value = (value or "").strip()
+    return value if value.startswith(("https://", "http://")) and _one_line(value) == value else ""
+
+
 def _render(kind: str, suffix: str, context: dict[str, Any]) -> str:
     env = _environment(EMAIL_TEMPLATES)
     template = env.select_template([f"{kind}.{suffix}.j2", f"document.{suffix}.j2"])
@@ -214,7 +221,11 @@ def compose_document_email(
     loc = email_locale(document.locale)
     words = loc.words
     kind = str(DocumentKind(document.kind))
-    total = abs(document.total) if kind == DocumentKind.CREDIT_NOTE else document.total
+    # What the customer paid (or owes, or is credited): the total plus the
+    # EN 16931 rounding line, as the PDF's last line shows it.
+    total = document.total + document.rounding_amount
+    if kind == DocumentKind.CREDIT_NOTE:
+        total = abs(total)
     values = {
         "number": document.number,
         "brand": _one_line(brand.name),
@@ -233,7 +244,13 @@ def compose_document_email(
         "subject": subject,
         "greeting": greeting,
         "intro": words["intro"][kind].format(**values),
-        "kind_label": words["kind"][kind],
+        "kind_label": (
+            translate_title(document.title, loc.locale) if document.title else words["kind"][kind]
+        ),
+        "payment_method": _one_line(document.payment_method),
+        "payment_method_label": label(loc.locale, "payment_method"),
+        "billing_url": _http_url(document.billing_url),
+        "billing_page_label": label(loc.locale, "billing_page"),
         "brand_name": values["brand"],
         "footer": brand.footer.strip(),
         "primary": _colour(brand.primary_color, "#1f2937"),

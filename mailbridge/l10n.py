@@ -1,13 +1,13 @@
-"""Locale handling for outgoing email: which language, and Babel formatting of money and dates.
+"""The customer's locale for outgoing email: words from ``templates/email/strings.json``,
+formats from :mod:`billbox.documents.view`.
 
-Amounts stay integers of minor units until the last moment: they become an
-exact :class:`~decimal.Decimal` through :class:`billbox.money.Money` and are
-formatted by Babel with the customer's full locale, so ``de`` gets
-``1.234,50 €``, ``de_CH`` gets ``EUR 1'234.50`` (with a typographic apostrophe) and ``fr`` gets
-``1 234,50 €``. The *words* come from ``templates/email/strings.json``,
-chosen by language alone; a language we have no words for falls back to
-English words while keeping the customer's number and date formats, which
-is still better than a foreign decimal separator on a bill.
+Money and dates are formatted by the very functions the PDF uses
+(:func:`~billbox.documents.view.format_money`, ``format_date``), so an
+email and its attachment never disagree about ``1.234,50 €``: integers of
+minor units become an exact ``Decimal`` and Babel formats them with the
+customer's full locale (``de_CH`` keeps Swiss formats). The *words* are the
+email's own and are chosen by language alone; a language we have no words
+for gets English words with its own number and date formats, as the PDF does.
 """
 
 from __future__ import annotations
@@ -19,11 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from babel import Locale, UnknownLocaleError
-from babel.dates import format_date
-from babel.numbers import format_currency
-
-from billbox.money import Money
+from billbox.documents.view import format_date, format_money, language_of, normalise_locale
 
 __all__ = ["EMAIL_TEMPLATES", "SUPPORTED_LANGUAGES", "EmailLocale", "email_locale"]
 
@@ -44,9 +40,9 @@ def _strings() -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class EmailLocale:
-    """A parsed customer locale: Babel's for formats, our language key for words."""
+    """A normalised customer locale (``de_CH``) and the language of its words (``de``)."""
 
-    babel: Locale
+    locale: str
     language: str
 
     @property
@@ -54,12 +50,12 @@ class EmailLocale:
         return _strings()[self.language]
 
     def money(self, amount: int, currency: str) -> str:
-        """``amount`` minor units of ``currency`` in this locale (exact, never via float)."""
-        return format_currency(Money(amount, currency).to_decimal(), currency, locale=self.babel)
+        """``amount`` minor units of ``currency``, formatted exactly as on the PDF."""
+        return format_money(amount, currency, self.locale)
 
     def day(self, when: datetime) -> str:
-        """The calendar date of ``when`` (UTC), long form: ``1. November 2026``."""
-        return format_date(when.date(), format="long", locale=self.babel)
+        """The long calendar date of ``when`` (UTC), as on the PDF: ``1. November 2026``."""
+        return format_date(when, self.locale)
 
 
 @functools.cache
@@ -68,9 +64,6 @@ def email_locale(tag: str | None) -> EmailLocale:
 
     Cached: the handful of locales a deployment sees are parsed once.
     """
-    try:
-        babel = Locale.parse((tag or "en").strip().replace("-", "_") or "en")
-    except (ValueError, TypeError, UnknownLocaleError):
-        babel = Locale("en")
-    language = babel.language if babel.language in SUPPORTED_LANGUAGES else "en"
-    return EmailLocale(babel=babel, language=language)
+    locale = normalise_locale(tag)
+    language = language_of(locale)
+    return EmailLocale(locale, language if language in SUPPORTED_LANGUAGES else "en")

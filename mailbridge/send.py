@@ -1,4 +1,4 @@
-"""Send a document's email through the relay exactly once: the ``mail.send_document`` job.
+"""Send a document's email through the relay exactly once: the ``send_document`` job.
 
 One :class:`~billbox.models.OutboundEmail` row per *purpose* (``purpose_key``
 is unique): ``document:<id>`` for the first email of a document and
@@ -43,6 +43,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from billbox.documents import SEND_DOCUMENT_JOB
 from billbox.errors import PermanentError
 from billbox.jobs import Handler, JobContext, submit
 from billbox.logs import get_logger
@@ -77,7 +78,6 @@ __all__ = [
     "queue_resend",
 ]
 
-SEND_DOCUMENT_JOB = "mail.send_document"
 MAX_ATTEMPTS = 16
 """Job attempts for mail: with billbox.jobs' backoff (2^n s, at most 1 h) about 7 hours,
 long enough to ride out greylisting and a relay outage."""
@@ -152,7 +152,7 @@ def queue_document_email(session: Session, document_id: int) -> Job:
         session,
         SEND_DOCUMENT_JOB,
         {"document_id": document_id},
-        dedupe_key=f"mail:document:{document_id}",
+        dedupe_key=f"{SEND_DOCUMENT_JOB}:{document_id}",  # as billbox.documents submits it
         max_attempts=MAX_ATTEMPTS,
     )
 
@@ -176,7 +176,7 @@ def queue_resend(
         raise ValueError(f"document {document_id} does not exist")
     if not document.pdf:
         raise ValueError(f"document {document.number} has no PDF yet; nothing to resend")
-    prefix = f"mail:resend:{document_id}:"
+    prefix = f"{SEND_DOCUMENT_JOB}:resend:{document_id}:"
     earlier = session.exec(
         select(sa.func.count()).select_from(Job).where(col(Job.dedupe_key).startswith(prefix))
     ).one()
@@ -207,7 +207,7 @@ def queue_resend(
 
 
 def make_send_document(config: MailerConfig) -> Handler:
-    """The ``mail.send_document`` handler for ``config``.
+    """The ``send_document`` handler for ``config``.
 
     Payload: ``{"document_id": int, "purpose": "receipt" | "resend:<n>"}``.
     """

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install the servers the test suite starts by itself, when they are missing.
+# Install the servers the test suite starts by itself, when they are missing:
+# Dovecot for the IMAP tests, Chromium for the browser tests (driven by
+# Playwright from PyPI with executable_path; never `playwright install`).
 #
 # Dovecot (Debian dovecot-imapd): tests/dovecot.py runs a throwaway instance
 # per test module on a free loopback port, so the package's own system-wide
@@ -9,10 +11,21 @@
 set -euo pipefail
 
 DOVECOT=/usr/sbin/dovecot
+CHROMIUM=/usr/bin/chromium
 POLICY=/usr/sbin/policy-rc.d
 
+missing=()
 if [[ -x "$DOVECOT" ]]; then
   echo "dovecot: present ($("$DOVECOT" --version))"
+else
+  missing+=(dovecot-imapd)
+fi
+if [[ -x "$CHROMIUM" ]]; then
+  echo "chromium: present"
+else
+  missing+=(chromium)
+fi
+if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
 fi
 
@@ -21,7 +34,7 @@ if [[ $(id -u) -eq 0 ]]; then
 elif command -v sudo >/dev/null; then
   SUDO=(sudo)
 else
-  echo "dovecot: missing, and installing it needs root or sudo" >&2
+  echo "${missing[*]}: missing, and installing needs root or sudo" >&2
   exit 1
 fi
 
@@ -39,7 +52,8 @@ trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dovecot-imapd
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+if [[ -x "$CHROMIUM" ]]; then echo "chromium: installed"; fi
 
 # If the service started anyway (a policy that allowed it), stop and disable it.
 if [[ -d /run/systemd/system ]]; then
@@ -50,4 +64,4 @@ else
     "${SUDO[@]}" "$DOVECOT" stop || "${SUDO[@]}" kill "$(cat /run/dovecot/master.pid)"
   fi
 fi
-echo "dovecot: installed ($("$DOVECOT" --version)); system service not running"
+echo "dovecot: ready ($("$DOVECOT" --version)); system service not running"

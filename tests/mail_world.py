@@ -194,6 +194,7 @@ def make_document(
     total: int = 123450,
     currency: str = "EUR",
     pdf: bytes | None = PDF,
+    buyer: dict[str, object] | None = None,
 ) -> Document:
     """An issued document as the documents module stores it, with its PDF bytes."""
     assert world.brand.id is not None and world.customer.id is not None
@@ -210,7 +211,7 @@ def make_document(
         subtotal=total,
         total=total,
         locale=locale,
-        buyer={"name": world.customer.name, "email": world.customer.email},
+        buyer=buyer or {"name": world.customer.name, "email": world.customer.email},
         seller={"name": world.brand.legal_name},
         issued_at=datetime(2026, 11, 1, 9, 30, tzinfo=UTC),
         pdf=pdf,

@@ -327,3 +327,23 @@ def test_bad_dkim_settings_stop_the_program_naming_the_setting(
         env(monkeypatch, **{**full, **values})
     assert info.value.variable == variable
     assert fragment in info.value.problem
+
+
+def test_title_payment_method_and_billing_link_come_from_the_document(session):
+    """The document's own title (translated), payment method and billing page link appear."""
+    world = make_world(session)
+    document = make_document(session, world, locale="de")
+    document.title = "Tax invoice"
+    document.payment_method = "Visa •••• 4242"
+    document.billing_url = "https://billing.northwind.test/b/abc"
+    document.rounding_amount = 1
+    composed = compose_document_email(document, world.brand, config=CONFIG, message_id="<t@x>")
+    text, html = bodies(parse(composed.raw))
+    assert "Visa •••• 4242" in text and "Visa •••• 4242" in html
+    assert "https://billing.northwind.test/b/abc" in text
+    assert 'href="https://billing.northwind.test/b/abc"' in html
+    assert "1.234,51\xa0€" in text  # total plus the rounding line: what was paid
+
+    document.billing_url = "javascript:alert(1)"
+    hostile = compose_document_email(document, world.brand, config=CONFIG, message_id="<u@x>")
+    assert "javascript:" not in hostile.raw.decode("ascii", "replace")

@@ -1,6 +1,6 @@
 """Sending a document's email through real aiosmtpd relays, exactly once.
 
-Each test runs the ``mail.send_document`` job with :func:`billbox.jobs.run_job`
+Each test runs the ``send_document`` job with :func:`billbox.jobs.run_job`
 against a relay on loopback (plain, STARTTLS + AUTH, or implicit TLS with
 trustme certificates) and reads back what the relay received with the stdlib.
 """
@@ -412,7 +412,7 @@ def test_purpose_keys():
 
 
 def test_the_worker_registers_the_send_job_when_it_has_settings(settings):
-    """default_handlers(settings) knows mail.send_document; the test defaults do not need it."""
+    """default_handlers(settings) knows send_document; the test defaults do not need it."""
     assert SEND_DOCUMENT_JOB in default_handlers(settings)
     assert SEND_DOCUMENT_JOB not in default_handlers()
 
@@ -453,9 +453,7 @@ def test_an_internationalised_address_is_sent_with_smtputf8(factory, sink):
     """A UTF-8 mailbox goes out with the SMTPUTF8 extension, headers in UTF-8."""
     with factory() as session:
         world = make_world(session)
-        document = make_document(session, world)
-        document.buyer = {"name": "José", "email": "josé@ejemplo.es"}
-        session.add(document)
+        document = make_document(session, world, buyer={"name": "José", "email": "josé@ejemplo.es"})
         job = queue_document_email(session, document.id)
         session.commit()
         job_id = job.id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,15 @@ def create_app(
     build_worker: bool = True,
 ) -> Flask:
     app = Flask(__name__, template_folder=str(TEMPLATES))
-    app.config.update(SECRET_KEY=settings.secret(), MAX_CONTENT_LENGTH=2 * 1024 * 1024)
+    app.config.update(
+        SECRET_KEY=settings.secret(),
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        SESSION_COOKIE_NAME="billbox_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=cookies_secure(settings),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+    )
     engine = engine or make_engine(settings.effective_database_url)
     factory = session_factory(engine)
     if worker is None and build_worker:
@@ -74,7 +83,39 @@ def create_app(
     from web.webhooks import bp as webhooks_bp
 
     app.register_blueprint(webhooks_bp)
+    _install_staff_pages(app)
     return app
+
+
+def cookies_secure(settings: Settings) -> bool:
+    """Secure cookies unless the site is explicitly served over plain http (demo, loopback)."""
+    if settings.public_url:
+        return settings.public_url.startswith("https://")
+    return not settings.demo
+
+
+def _install_staff_pages(app: Flask) -> None:
+    from web import formatting
+    from web.admin import bp as admin_bp
+    from web.auth import bp as auth_bp
+    from web.security import LoginThrottle, csrf_token
+
+    formatting.install(app)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.extensions["billbox_login_throttle"] = LoginThrottle()
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(admin_bp)
+    from web.api import bp as api_bp
+
+    app.register_blueprint(api_bp)
+    from billbox.portal_links import PortalLinks
+    from web.portal import bp as portal_bp
+
+    settings: Settings = app.extensions["billbox"].settings
+    app.extensions["billbox_portal_links"] = PortalLinks(
+        settings.secret(), settings.portal_link_days
+    )
+    app.register_blueprint(portal_bp)
 
 
 def services() -> WebServices:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from billbox.documents import ISSUE_DOCUMENT_JOB
+from billbox.documents.issue import DocumentConfig
+from billbox.documents.jobs import issue_document, make_issue_document
 from billbox.jobs import NOOP_JOB, Handler, noop
 from billbox.settings import Settings
 from billbox.webhooks import WEBHOOK_JOB, process_webhook
@@ -23,6 +26,13 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
     )
 
 
+def document_config(settings: Settings) -> DocumentConfig:
+    """Documents link to the public URL and may read ``var/media`` besides the templates."""
+    return DocumentConfig(
+        public_url=settings.effective_public_url, media_dir=settings.var_dir / "media"
+    )
+
+
 def default_handlers(settings: Settings | None = None) -> dict[str, Handler]:
     """Every job kind's handler; without settings, defaults fit for tests."""
     inbound = (
@@ -32,6 +42,9 @@ def default_handlers(settings: Settings | None = None) -> dict[str, Handler]:
         NOOP_JOB: noop,
         INBOUND_JOB: inbound,
         WEBHOOK_JOB: process_webhook,
+        ISSUE_DOCUMENT_JOB: (
+            issue_document if settings is None else make_issue_document(document_config(settings))
+        ),
     }
     if settings is not None:  # sending needs the secret key and the relay
         handlers[SEND_DOCUMENT_JOB] = make_send_document(mailer_config(settings))

@@ -47,8 +47,18 @@ class Document(SQLModel, table=True):
     subtotal: int = money_field()
     tax_total: int = money_field()
     total: int = money_field()
+    # EN 16931 BT-114: added to ``total`` to reach the amount paid (BT-115), so a
+    # receipt shows exactly what the gateway charged; 0 or +-1 minor unit.
+    rounding_amount: int = money_field()
     tax_treatment: str = Field(default="none", max_length=32)
     locale: str = Field(default="en", max_length=16)
+    # "Receipt", "Invoice", "Tax invoice", "Credit note", "Adjustment note" (English;
+    # the PDF and the email translate it).
+    title: str = Field(default="", max_length=64)
+    legal_note: str | None = Field(default=None, sa_type=sa.Text)
+    # e.g. "Visa •••• 4242", "PayPal (payer@example.com)"
+    payment_method: str = Field(default="", max_length=300)
+    billing_url: str | None = Field(default=None, max_length=500)
     seller: dict[str, object] = json_field()
     buyer: dict[str, object] = json_field()
     issued_at: datetime | None = ts_field()

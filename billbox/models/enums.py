@@ -101,6 +101,8 @@ class OutboundState(StrEnum):
 class InboundSource(StrEnum):
     SMTP = "smtp"
     IMAP = "imap"
+    # A question asked on the customer's billing page, filed like an email.
+    PORTAL = "portal"
 
 
 class InboundState(StrEnum):

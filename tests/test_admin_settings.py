@@ -1,0 +1,174 @@
+"""Brand settings: validation with field errors, tax registrations checked, logo, numbering."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from PIL import Image
+from pydantic import SecretStr
+from sqlmodel import select
+
+from billbox.brands import LogoError, check_series_format, normalise_logo, parse_registrations
+from billbox.models import Brand, DocumentKind, NumberSeries, Role
+from billbox.users import create_user
+from web import create_app
+
+PASSWORD = "correct horse battery staple"
+GOOD = {
+    "name": "Northwind",
+    "slug": "northwind",
+    "legal_name": "Northwind GmbH",
+    "address": "Friedrichstraße 1\n10117 Berlin",
+    "country": "de",
+    "tax_registrations": "eu_vat DE DE136695976\neu_oss DE DE 136 695 976",
+    "email_from": "billing@northwind.example.com",
+    "locale": "de",
+    "default_currency": "eur",
+    "primary_color": "#0b3954",
+    "accent_color": "#00a6a6",
+    "footer": "Northwind GmbH · Berlin",
+    "legal_text": "",
+    "issue_credit_notes": "1",
+}
+
+
+@pytest.fixture
+def client(settings, engine, factory):
+    with factory() as s:
+        for role in (Role.ADMIN, Role.AGENT, Role.FINANCE):
+            create_user(s, f"{role.value}@example.com", role, PASSWORD)
+        s.commit()
+    configured = settings.model_copy(
+        update={"public_url": "https://billbox.test", "secret_key": SecretStr("s" * 32)}
+    )
+    client = create_app(configured, engine=engine, build_worker=False).test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"
+    return client
+
+
+def token(client, url="/admin/login") -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(url).get_data(as_text=True))[
+        1
+    ]
+
+
+def login(client, who: str) -> str:
+    client.post(
+        "/admin/login",
+        data={"email": f"{who}@example.com", "password": PASSWORD, "csrf_token": token(client)},
+    )
+    return token(client, "/admin/")
+
+
+def png(size=(40, 20)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, "#00a6a6").save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_registrations_are_checked_like_tax_ids():
+    regs, problems = parse_registrations("eu_vat DE DE136695976\ngb_vat GB 980 7806 84\n\n")
+    assert regs == [
+        {"scheme": "eu_vat", "country": "DE", "number": "DE136695976"},
+        {"scheme": "gb_vat", "country": "GB", "number": "GB980780684"},
+    ]
+    assert problems == []
+    regs, problems = parse_registrations("eu_vat DE DE136695977\nbogus XX 1\nau_gst AU")
+    assert regs == []
+    assert len(problems) == 3
+    assert "line 1" in problems[0] and "checksum" in problems[0].lower()
+    assert "unknown tax scheme" in problems[1]
+    assert "scheme country number" in problems[2]
+
+
+def test_a_logo_is_reencoded_and_junk_is_refused():
+    data = normalise_logo(png())
+    assert data.startswith(b"\x89PNG")
+    with pytest.raises(LogoError, match="not a readable image"):
+        normalise_logo(b"<svg onload=alert(1)>")
+    with pytest.raises(LogoError, match="at most"):
+        normalise_logo(png((2500, 10)))
+    with pytest.raises(LogoError, match="choose"):
+        normalise_logo(b"")
+
+
+def test_series_formats_must_number_documents():
+    assert check_series_format("{prefix}-{year}-{seq:06d}", "INV") is None
+    assert check_series_format("{prefix}{seq}", "R") is None
+    assert check_series_format("{prefix}-{year}", "INV") is not None
+    assert check_series_format("{__class__}", "INV") is not None
+    assert check_series_format("{prefix}-{seq}", "bad prefix!") is not None
+
+
+def test_an_admin_creates_and_edits_a_brand(client, factory):
+    csrf = login(client, "admin")
+    response = client.post("/admin/settings/brands/new", data={**GOOD, "csrf_token": csrf})
+    assert response.status_code == 302
+    with factory() as s:
+        brand = s.exec(select(Brand)).one()
+    assert (brand.country, brand.default_currency, brand.locale) == ("DE", "EUR", "de")
+    assert brand.tax_registrations[1] == {
+        "scheme": "eu_oss",
+        "country": "DE",
+        "number": "DE136695976",
+    }
+    page = client.get(f"/admin/settings/brands/{brand.id}").get_data(as_text=True)
+    assert "eu_vat DE DE136695976" in page
+
+    bad = {
+        **GOOD,
+        "accent_color": "teal",
+        "tax_registrations": "eu_vat DE DE136695977",
+        "slug": "x y",
+    }
+    response = client.post(f"/admin/settings/brands/{brand.id}", data={**bad, "csrf_token": csrf})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert (
+        "use a colour like #1f2937" in page and "checksum" in page.lower() and "lower-case" in page
+    )
+    with factory() as s:
+        assert s.get(Brand, brand.id).accent_color == "#00a6a6"  # nothing half-saved
+
+
+def test_logo_upload_and_numbering(client, factory):
+    csrf = login(client, "admin")
+    client.post("/admin/settings/brands/new", data={**GOOD, "csrf_token": csrf})
+    with factory() as s:
+        brand_id = s.exec(select(Brand.id)).one()
+    response = client.post(
+        f"/admin/settings/brands/{brand_id}/logo",
+        data={"logo": (io.BytesIO(png()), "logo.png"), "csrf_token": csrf},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 302
+    logo = client.get(f"/admin/brands/{brand_id}/logo.png")
+    assert logo.status_code == 200 and logo.data.startswith(b"\x89PNG")
+    refused = client.post(
+        f"/admin/settings/brands/{brand_id}/logo",
+        data={"logo": (io.BytesIO(b"GIF89a not really"), "x.gif"), "csrf_token": csrf},
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 422
+    response = client.post(
+        f"/admin/settings/brands/{brand_id}/series/invoice",
+        data={"prefix": "NW", "format": "{prefix}/{year}/{seq:05d}", "csrf_token": csrf},
+    )
+    assert response.status_code == 302
+    with factory() as s:
+        series = s.exec(select(NumberSeries)).one()
+    assert (series.kind, series.prefix, series.format) == (
+        DocumentKind.INVOICE,
+        "NW",
+        "{prefix}/{year}/{seq:05d}",
+    )
+
+
+@pytest.mark.parametrize("who", ["agent", "finance"])
+def test_only_admins_reach_settings(client, who):
+    csrf = login(client, who)
+    assert client.get("/admin/settings/brands").status_code == 403
+    response = client.post("/admin/settings/brands/new", data={**GOOD, "csrf_token": csrf})
+    assert response.status_code == 403

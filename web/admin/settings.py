@@ -1,0 +1,159 @@
+"""Admin settings: brands (identity, tax registrations, colours, logo, numbering)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, abort, redirect, render_template, request, url_for
+from sqlmodel import col, select
+
+from billbox.brands import (
+    SERIES_DEFAULTS,
+    LogoError,
+    apply_brand_form,
+    check_series_format,
+    normalise_logo,
+    parse_brand_form,
+    registrations_text,
+    series_of,
+)
+from billbox.models import Brand, DocumentKind, NumberSeries, Role
+from web.admin import bp
+from web.app import services
+from web.auth import current_user, require_roles
+
+ADMIN = (Role.ADMIN,)
+STAFF = (Role.ADMIN, Role.AGENT, Role.FINANCE)
+
+
+def _form_page(
+    brand: Brand | None, form_values: dict[str, Any], errors: dict[str, str], **extra: Any
+) -> Any:
+    return render_template(
+        "admin/brand_form.html",
+        brand=brand,
+        values=form_values,
+        errors=errors,
+        kinds=list(DocumentKind),
+        defaults=SERIES_DEFAULTS,
+        user=current_user(),
+        **extra,
+    )
+
+
+def _values_of(brand: Brand) -> dict[str, Any]:
+    values = brand.model_dump()
+    values["tax_registrations"] = registrations_text(brand.tax_registrations)
+    return values
+
+
+@bp.get("/settings/brands")
+@require_roles(*ADMIN)
+def brands() -> Any:
+    with services().factory() as db:
+        rows = list(db.exec(select(Brand).order_by(col(Brand.name))))
+    return render_template("admin/brands.html", brands=rows, user=current_user())
+
+
+@bp.route("/settings/brands/new", methods=["GET", "POST"])
+@require_roles(*ADMIN)
+def new_brand() -> Any:
+    defaults = {"primary_color": "#1f2937", "accent_color": "#2563eb", "locale": "en",
+                "default_currency": "EUR", "issue_credit_notes": True}  # fmt: skip
+    if request.method == "GET":
+        return _form_page(None, defaults, {})
+    with services().factory() as db:
+        form = parse_brand_form(request.form, session=db, brand_id=None)
+        if not form.ok:
+            shown = {**dict(request.form), "issue_credit_notes": form.values["issue_credit_notes"]}
+            return _form_page(None, shown, form.errors), 422
+        brand = apply_brand_form(Brand(**form.values), form)
+        db.add(brand)
+        db.commit()
+        return redirect(url_for("admin.edit_brand", brand_id=brand.id, saved=1))
+
+
+@bp.route("/settings/brands/<int:brand_id>", methods=["GET", "POST"])
+@require_roles(*ADMIN)
+def edit_brand(brand_id: int) -> Any:
+    with services().factory() as db:
+        brand = db.get(Brand, brand_id)
+        if brand is None:
+            abort(404)
+        series = {s.kind: s for s in series_of(db, brand_id)}
+        if request.method == "GET":
+            return _form_page(brand, _values_of(brand), {}, series=series,
+                              saved=request.args.get("saved") == "1")  # fmt: skip
+        form = parse_brand_form(request.form, session=db, brand_id=brand_id)
+        if not form.ok:
+            shown = {**dict(request.form), "issue_credit_notes": form.values["issue_credit_notes"]}
+            return _form_page(brand, shown, form.errors, series=series), 422
+        apply_brand_form(brand, form)
+        db.add(brand)
+        db.commit()
+    return redirect(url_for("admin.edit_brand", brand_id=brand_id, saved=1))
+
+
+@bp.post("/settings/brands/<int:brand_id>/logo")
+@require_roles(*ADMIN)
+def upload_logo(brand_id: int) -> Any:
+    upload = request.files.get("logo")
+    with services().factory() as db:
+        brand = db.get(Brand, brand_id)
+        if brand is None:
+            abort(404)
+        if request.form.get("remove") == "1":
+            brand.logo, brand.logo_content_type = None, None
+        else:
+            try:
+                brand.logo = normalise_logo(upload.read() if upload else b"")
+            except LogoError as exc:
+                series = {s.kind: s for s in series_of(db, brand_id)}
+                return _form_page(brand, _values_of(brand), {"logo": str(exc)}, series=series), 422
+            brand.logo_content_type = "image/png"
+        db.add(brand)
+        db.commit()
+    return redirect(url_for("admin.edit_brand", brand_id=brand_id, saved=1))
+
+
+@bp.post("/settings/brands/<int:brand_id>/series/<kind>")
+@require_roles(*ADMIN)
+def save_series(brand_id: int, kind: str) -> Any:
+    if kind not in DocumentKind._value2member_map_:
+        abort(404)
+    document_kind = DocumentKind(kind)
+    prefix = request.form.get("prefix", "").strip()
+    pattern = request.form.get("format", "").strip()
+    with services().factory() as db:
+        brand = db.get(Brand, brand_id)
+        if brand is None:
+            abort(404)
+        problem = check_series_format(pattern, prefix)
+        if problem:
+            series = {s.kind: s for s in series_of(db, brand_id)}
+            errors = {f"series_{kind}": problem}
+            return _form_page(brand, _values_of(brand), errors, series=series), 422
+        row = db.exec(
+            select(NumberSeries).where(
+                NumberSeries.brand_id == brand_id, NumberSeries.kind == document_kind
+            )
+        ).first()
+        if row is None:
+            row = NumberSeries(
+                brand_id=brand_id, series=SERIES_DEFAULTS[document_kind], kind=document_kind,
+                prefix=prefix, format=pattern,
+            )  # fmt: skip
+        row.prefix, row.format = prefix, pattern
+        db.add(row)
+        db.commit()
+    return redirect(url_for("admin.edit_brand", brand_id=brand_id, saved=1))
+
+
+@bp.get("/brands/<int:brand_id>/logo.png")
+@require_roles(*STAFF)
+def brand_logo(brand_id: int) -> Any:
+    with services().factory() as db:
+        brand = db.get(Brand, brand_id)
+        if brand is None or brand.logo is None:
+            abort(404)
+        return Response(brand.logo, mimetype="image/png")

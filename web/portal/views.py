@@ -1,0 +1,271 @@
+"""The billing pages: overview (payments, documents, subscriptions, open invoices),
+PDF downloads, tax details and a billing question."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+from typing import Any
+
+from flask import Response, abort, redirect, render_template, request, session, url_for
+from sqlmodel import Session, col, select
+
+from billbox.models import (
+    Brand,
+    Customer,
+    Document,
+    GatewayAccount,
+    GatewayInvoice,
+    GatewayInvoiceStatus,
+    InboundSource,
+    Payment,
+    PaymentStatus,
+    Subscription,
+    utcnow,
+)
+from billbox.portal_links import LinkRefused, PortalGrant
+from billbox.taxids import InvalidTaxId, can_validate, validate_tax_id
+from mailbridge import store_inbound
+from mailbridge.tokens import make_reply_token, reply_address
+from web.app import services
+from web.portal import SESSION_KEY, bp, current_grant, links
+from web.portal.i18n import language_of, translate
+
+MAX_QUESTION = 10_000
+CUSTOMER_STATUS = {
+    PaymentStatus.SUCCEEDED: "paid",
+    PaymentStatus.REFUNDED: "refunded",
+    PaymentStatus.PARTIALLY_REFUNDED: "partially refunded",
+    PaymentStatus.DISPUTED: "disputed",
+    PaymentStatus.FAILED: "failed",
+    PaymentStatus.CANCELED: "failed",
+    PaymentStatus.PENDING: "pending",
+    PaymentStatus.REQUIRES_ACTION: "pending",
+    PaymentStatus.AUTHORIZED: "pending",
+}
+
+
+def _require() -> PortalGrant:
+    grant = current_grant()
+    if grant is None:
+        abort(403)
+    return grant
+
+
+def _page(template: str, db: Session, grant: PortalGrant, **context: Any) -> str:
+    customer = db.get(Customer, grant.customer_id)
+    brand = db.get(Brand, grant.brand_id)
+    if customer is None or brand is None:
+        abort(404)
+    language = language_of(customer.locale or brand.locale)
+    return render_template(
+        template,
+        customer=customer,
+        brand=brand,
+        lang=language,
+        t=lambda text: translate(text, language),
+        **context,
+    )
+
+
+def _brand_accounts(db: Session, brand_id: int) -> list[int]:
+    return [
+        a
+        for a in db.exec(select(GatewayAccount.id).where(GatewayAccount.brand_id == brand_id))
+        if a is not None
+    ]
+
+
+@bp.get("/open/<token>")
+def open_link(token: str) -> Any:
+    with services().factory() as db:
+        try:
+            grant = links().verify(db, token)
+        except LinkRefused as exc:
+            return render_template("portal/refused.html", message=str(exc)), 403
+        customer = db.get(Customer, grant.customer_id)
+        assert customer is not None
+        session[SESSION_KEY] = [grant.customer_id, grant.brand_id, customer.portal_nonce]
+    return redirect(url_for("portal.overview"))
+
+
+@bp.get("/")
+def overview() -> Any:
+    grant = current_grant()
+    if grant is None:
+        return render_template("portal/start.html")
+    with services().factory() as db:
+        accounts = _brand_accounts(db, grant.brand_id)
+        payments = list(
+            db.exec(
+                select(Payment)
+                .where(
+                    Payment.customer_id == grant.customer_id, col(Payment.account_id).in_(accounts)
+                )
+                .order_by(col(Payment.gateway_created_at).desc())
+            )
+        )
+        documents = list(
+            db.exec(
+                select(Document)
+                .where(
+                    Document.customer_id == grant.customer_id, Document.brand_id == grant.brand_id
+                )
+                .order_by(col(Document.id).desc())
+            )
+        )
+        subscriptions = list(
+            db.exec(
+                select(Subscription).where(
+                    Subscription.customer_id == grant.customer_id,
+                    col(Subscription.account_id).in_(accounts),
+                )
+            )
+        )
+        invoices = list(
+            db.exec(
+                select(GatewayInvoice).where(
+                    GatewayInvoice.customer_id == grant.customer_id,
+                    col(GatewayInvoice.account_id).in_(accounts),
+                    GatewayInvoice.status == GatewayInvoiceStatus.OPEN,
+                )
+            )
+        )
+        return _page(
+            "portal/overview.html", db, grant,
+            payments=payments, documents=documents, subscriptions=subscriptions,
+            invoices=invoices, status_of=CUSTOMER_STATUS,
+        )  # fmt: skip
+
+
+@bp.get("/documents/<int:document_id>.pdf")
+def download(document_id: int) -> Any:
+    """Ownership is checked on every download; someone else's id is a plain 404."""
+    grant = _require()
+    with services().factory() as db:
+        document = db.get(Document, document_id)
+        if (
+            document is None
+            or document.customer_id != grant.customer_id
+            or document.brand_id != grant.brand_id
+            or not document.pdf
+        ):
+            abort(404)
+        response = Response(document.pdf, mimetype="application/pdf")
+        response.headers.set("Content-Disposition", "attachment", filename=f"{document.number}.pdf")
+        return response
+
+
+@bp.route("/tax", methods=["GET", "POST"])
+def tax_details() -> Any:
+    grant = _require()
+    errors: dict[str, str] = {}
+    saved = False
+    with services().factory() as db:
+        customer = db.get(Customer, grant.customer_id)
+        assert customer is not None
+        values = {"name": customer.name, "address": customer.address,
+                  "country": customer.country or "", "tax_id": customer.tax_id or ""}  # fmt: skip
+        if request.method == "POST":
+            values = {k: request.form.get(k, "").strip()[:2000] for k in values}
+            values["country"] = values["country"].upper()
+            if values["country"] and not (
+                len(values["country"]) == 2 and values["country"].isalpha()
+            ):
+                errors["country"] = "Use the two-letter country code, e.g. DE, FR, ES, GB."
+            if values["tax_id"]:
+                if not values["country"]:
+                    errors["tax_id"] = "Choose your country first."
+                elif not can_validate(values["country"]):
+                    errors["tax_id"] = (
+                        f"We cannot check tax numbers from {values['country']}; leave it empty."
+                    )
+                else:
+                    try:
+                        values["tax_id"] = validate_tax_id(values["tax_id"], values["country"])
+                    except InvalidTaxId as exc:
+                        errors["tax_id"] = str(exc)
+            if not errors:
+                customer.name = values["name"][:200]
+                customer.address = values["address"]
+                customer.country = values["country"] or None
+                customer.tax_id = values["tax_id"] or None
+                db.add(customer)
+                db.commit()
+                saved = True
+        status = 422 if errors else 200
+        return _page(
+            "portal/tax.html", db, grant, values=values, errors=errors, saved=saved
+        ), status
+
+
+@bp.route("/question", methods=["GET", "POST"])
+def question() -> Any:
+    """Filed through the inbound pipeline as an email from the customer would be, so it gets
+    the same ticket, threading and billing context."""
+    grant = _require()
+    sent = False
+    errors: dict[str, str] = {}
+    values = {"subject": "", "body": ""}
+    if request.method == "POST":
+        values = {"subject": request.form.get("subject", "").strip()[:200],
+                  "body": request.form.get("body", "").strip()[:MAX_QUESTION]}  # fmt: skip
+        if not values["body"]:
+            errors["body"] = "Please write your question."
+        else:
+            _file_question(grant, values["subject"], values["body"])
+            sent = True
+            values = {"subject": "", "body": ""}
+    with services().factory() as db:
+        page = _page("portal/question.html", db, grant, values=values, errors=errors, sent=sent)
+    return page, 422 if errors else 200
+
+
+def _file_question(grant: PortalGrant, subject: str, body: str) -> None:
+    """The question as an RFC 5322 message from the customer to their own reply address."""
+    settings = services().settings
+    with services().factory() as db:  # read, then close: storing takes the write lock
+        customer = db.get(Customer, grant.customer_id)
+        if customer is None:
+            abort(404)
+        name, address = customer.name, customer.email
+    token = make_reply_token(
+        settings.secret(), document_id=None, customer_id=grant.customer_id, brand_id=grant.brand_id
+    )
+    to = reply_address(token, settings.reply_domain)
+    message = EmailMessage()
+    message["From"] = formataddr((name, address))
+    message["To"] = to
+    message["Subject"] = subject or "Billing question"
+    message["Date"] = format_datetime(utcnow())
+    # Not on the reply domain: Message-IDs there are our own outbound mail, and one
+    # coming back in is classified as a loop.
+    message["Message-ID"] = make_msgid("billing-page", "portal." + settings.reply_domain)
+    message["X-Billbox-Source"] = "billing-page"
+    message.set_content(body)
+    store_inbound(
+        services().factory, message.as_bytes(), source=InboundSource.PORTAL,
+        envelope_from=address, envelope_to=[to],
+    )  # fmt: skip
+
+
+@bp.get("/brand/<int:brand_id>.css")
+def brand_css(brand_id: int) -> Any:
+    """The brand's colours as CSS variables (a stylesheet, since the CSP forbids inline style)."""
+    with services().factory() as db:
+        brand = db.get(Brand, brand_id)
+        if brand is None:
+            abort(404)
+        css = f":root {{ --brand: {brand.primary_color}; --accent: {brand.accent_color}; }}\n"
+    response = Response(css, mimetype="text/css")
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/brand/<int:brand_id>/logo.png")
+def brand_logo(brand_id: int) -> Any:
+    with services().factory() as db:
+        brand = db.get(Brand, brand_id)
+        if brand is None or brand.logo is None:
+            abort(404)
+        return Response(brand.logo, mimetype="image/png")
