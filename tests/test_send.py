@@ -463,3 +463,48 @@ def test_an_internationalised_address_is_sent_with_smtputf8(factory, sink):
     # SMTPUTF8 headers are raw UTF-8: the stdlib reads them from text
     message = message_from_string(delivery.content.decode("utf-8"), policy=policy.default)
     assert message["To"].addresses[0].addr_spec == "josé@ejemplo.es"
+
+
+def test_a_paid_payment_becomes_a_rendered_receipt_in_the_relay_exactly_once(factory, sink):
+    """End to end: issue_document renders the PDF and submits send_document; the worker's
+    handlers email it once with that very PDF; a resend attaches the same bytes again."""
+    from billbox.documents import ISSUE_DOCUMENT_JOB
+    from billbox.documents import SEND_DOCUMENT_JOB as DOCUMENTS_SEND_JOB
+    from tests.document_world import CASES
+    from tests.document_world import make_world as make_paid_world
+
+    settings = load_settings(
+        secret_key=SECRET, reply_domain=REPLY_DOMAIN, smtp_relay=sink.url, _env_file=None
+    )
+    table = default_handlers(settings)
+    with factory() as session:
+        world = make_paid_world(session, CASES["es_it_oss"])
+        issue = submit(session, ISSUE_DOCUMENT_JOB, {"payment_id": world.payment.id})
+        session.commit()
+    assert run_job(factory, issue.id, table).outcome == "done"
+    with factory() as session:
+        [send] = session.exec(select(Job).where(Job.kind == DOCUMENTS_SEND_JOB)).all()
+        document = session.exec(select(Document)).one()
+    assert DOCUMENTS_SEND_JOB == SEND_DOCUMENT_JOB
+    assert run_job(factory, send.id, table).outcome == "done"
+    assert run_now(factory, send.id, table).outcome == "skipped"
+
+    [delivery] = sink.handler.deliveries
+    message = parse(delivery.content)
+    assert message["Subject"] == f"Su recibo {document.number} de Soluciones Núñez"
+    assert "24,40\xa0€" in message.get_body(("plain",)).get_content()
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_content() == document.pdf
+    assert attachment.get_content().startswith(b"%PDF")
+
+    with factory() as session:
+        resend = queue_resend(
+            session, document.id, actor="agent", reason="lost", audit=lambda s, e: None
+        )
+        session.commit()
+    assert run_job(factory, resend.id, table).outcome == "done"
+    assert len(sink.handler.deliveries) == 2
+    [again] = list(parse(sink.handler.deliveries[1].content).iter_attachments())
+    assert again.get_content() == document.pdf
+    with factory() as session:
+        assert session.get(Document, document.id).pdf_sha256 == document.pdf_sha256
