@@ -404,7 +404,7 @@ def walk(gateway, kind, *, since, limit):
 def test_payments_refunds_and_customers_are_listed_across_31_day_windows(gateway, paypal):
     """Transaction Search walked window by window and page by page; nothing twice."""
     now = datetime.now(UTC)
-    old_order, old_capture = paypal.add_capture("10.00", created=now - timedelta(days=45))
+    _, old_capture = paypal.add_capture("10.00", created=now - timedelta(days=45))
     _, capture_a = paypal.add_capture("20.00", created=now - timedelta(days=2))
     _, capture_b = paypal.add_capture("30.00", payer=paypal.add_payer("b@example.com", "PAYERB"))
     gateway.refund(capture_a, 500, "EUR", reason="", idempotency_key="r-a")
