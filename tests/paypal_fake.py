@@ -4,7 +4,7 @@ Nobody can run PayPal locally, so this stdlib HTTP server (a thread on a
 free loopback port) implements exactly the calls the adapter makes, with
 the shapes from PayPal's OpenAPI specs
 (``shared/corpora/payment_webhooks/paypal/openapi``: payments v2, orders v2,
-subscriptions v1, notifications v1) and the Transaction Search reference:
+subscriptions v1, notifications v1, invoicing v2) and the Transaction Search reference:
 
 - ``POST /v1/oauth2/token`` (client credentials, Basic auth)
 - ``GET /v2/payments/captures/{id}``, ``POST …/captures/{id}/refund``
@@ -14,6 +14,7 @@ subscriptions v1, notifications v1) and the Transaction Search reference:
 - ``GET /v1/billing/plans/{id}``
 - ``POST /v1/notifications/verify-webhook-signature``
 - ``GET /v1/reporting/transactions``
+- ``GET /v2/invoicing/invoices``, ``GET …/{id}``, ``POST …/{id}/send``
 
 State is in memory. Tests can script failures (:meth:`PayPalFake.fail_next`:
 422 with ``details``, 429 with ``Retry-After``, 5xx), expire every token
@@ -97,12 +98,25 @@ def error_body(status: int, issue: str = "", description: str = "") -> Json:
     return body
 
 
+class Headers(dict[str, str]):
+    """Request headers looked up case-insensitively (urllib sends ``Paypal-request-id``)."""
+
+    def __init__(self, items: Any) -> None:
+        super().__init__((k.lower(), v) for k, v in items)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+
 @dataclass
 class Logged:
     method: str
     path: str
     query: dict[str, list[str]]
-    headers: dict[str, str]
+    headers: Headers
     body: bytes
 
 
@@ -127,6 +141,7 @@ class PayPalFake:
     orders: dict[str, Json] = field(default_factory=dict)
     plans: dict[str, Json] = field(default_factory=dict)
     subscriptions: dict[str, Json] = field(default_factory=dict)
+    invoices: dict[str, Json] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
     tokens_issued: int = 0
 
@@ -348,6 +363,57 @@ class PayPalFake:
             self.subscriptions[sub_id] = subscription
             return sub_id
 
+    def add_invoice(
+        self, value: str = "80.00", currency: str = "EUR", *, status: str = "DRAFT"
+    ) -> str:
+        """An invoicing v2 invoice to one recipient, due in 10 days; returns its id."""
+        with self._lock:
+            now = datetime.now(UTC)
+            invoice_id = "INV2-" + "-".join(paypal_id(4) for _ in range(4))
+            self.invoices[invoice_id] = {
+                "id": invoice_id,
+                "status": status,
+                "detail": {
+                    "invoice_number": f"#{len(self.invoices) + 1:04d}",
+                    "invoice_date": now.strftime("%Y-%m-%d"),
+                    "currency_code": currency,
+                    "payment_term": {
+                        "term_type": "NET_10",
+                        "due_date": (now + timedelta(days=10)).strftime("%Y-%m-%d"),
+                    },
+                    "metadata": {
+                        "create_time": iso(now),
+                        "last_update_time": iso(now),
+                        "created_by_flow": "REGULAR_SINGLE",
+                        "recipient_view_url": f"https://www.paypal.com/invoice/p/#{invoice_id}",
+                        "invoicer_view_url": f"https://www.paypal.com/invoice/details/{invoice_id}",
+                    },
+                },
+                "invoicer": {"email_address": "merchant@example.com"},
+                "primary_recipients": [
+                    {
+                        "billing_info": {
+                            "name": {"given_name": "Ada", "surname": "Lovelace"},
+                            "email_address": "ada@example.com",
+                        }
+                    }
+                ],
+                "items": [
+                    {"name": "Consulting", "quantity": "1", "unit_amount": money(value, currency)}
+                ],
+                "amount": {
+                    "currency_code": currency,
+                    "value": value,
+                    "breakdown": {"item_total": money(value, currency)},
+                },
+                "due_amount": money(value, currency),
+                "links": [
+                    self._link(f"/v2/invoicing/invoices/{invoice_id}", "self", "GET"),
+                    self._link(f"/v2/invoicing/invoices/{invoice_id}/send", "send", "POST"),
+                ],
+            }
+            return invoice_id
+
     # Webhooks -------------------------------------------------------------------------
 
     def sign(self, body: bytes, webhook_id: str, *, sent: datetime | None = None) -> dict[str, str]:
@@ -470,7 +536,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         self.query = parse_qs(parts.query)
         with fake._lock:
-            fake.log.append(Logged(method, parts.path, self.query, dict(self.headers.items()), raw))
+            fake.log.append(
+                Logged(method, parts.path, self.query, Headers(self.headers.items()), raw)
+            )
             failure = self._scripted(method, parts.path)
             if failure is not None:
                 body = failure.body if failure.body is not None else error_body(failure.status)
@@ -897,6 +965,32 @@ def _paged(handler: _Handler, items: list[Json], key: str, *, max_size: int) -> 
     }
 
 
+def _send_invoice(
+    handler: _Handler, match: re.Match[str], body: Json | None
+) -> tuple[int, Json | None]:
+    """Draft → SENT (emailed) or UNPAID (share link); "resending has no effect"."""
+    invoice = handler.owner.invoices.get(match.group(1))
+    if invoice is None:
+        return _not_found()
+    if invoice["status"] == "CANCELLED":
+        return 422, error_body(422)
+    if invoice["status"] == "DRAFT":
+        now = iso(datetime.now(UTC))
+        emailed = (body or {}).get("send_to_recipient", True)
+        invoice["status"] = "SENT" if emailed else "UNPAID"
+        invoice["detail"]["metadata"].update(
+            first_sent_time=now, last_sent_time=now, last_update_time=now
+        )
+    return 200, handler.owner._link(f"/v2/invoicing/invoices/{invoice['id']}", "self", "GET")
+
+
+def _list_invoices(
+    handler: _Handler, _match: re.Match[str], _body: Json | None
+) -> tuple[int, Json | None]:
+    items = list(handler.owner.invoices.values())
+    return 200, _paged(handler, items, "items", max_size=100)
+
+
 _ROUTES: list[tuple[str, re.Pattern[str], Route]] = [
     ("GET", re.compile(r"/v2/payments/captures/([^/]+)"), _get("captures")),
     ("POST", re.compile(r"/v2/payments/captures/([^/]+)/refund"), _refund_capture),
@@ -911,4 +1005,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Route]] = [
     ("POST", re.compile(r"/v1/billing/subscriptions/([^/]+)/cancel"), _cancel_subscription),
     ("POST", re.compile(r"/v1/notifications/verify-webhook-signature"), _verify_signature),
     ("GET", re.compile(r"/v1/reporting/transactions"), _search_transactions),
+    ("GET", re.compile(r"/v2/invoicing/invoices"), _list_invoices),
+    ("GET", re.compile(r"/v2/invoicing/invoices/([^/]+)"), _get("invoices")),
+    ("POST", re.compile(r"/v2/invoicing/invoices/([^/]+)/send"), _send_invoice),
 ]

@@ -26,7 +26,7 @@ from billbox.gateways.base import (
 from billbox.gateways.paypal import PayPalGateway
 from billbox.gateways.paypal_listing import WindowCursor
 from billbox.gateways.types import GatewayCustomer, GatewayPayment, GatewayRefund
-from billbox.models import PaymentStatus, RefundStatus, SubscriptionStatus
+from billbox.models import GatewayInvoiceStatus, PaymentStatus, RefundStatus, SubscriptionStatus
 from tests.paypal_fake import PayPalFake, error_body
 
 WEBHOOK_ID = "8PT597110X687430LKGECATA"
@@ -226,8 +226,6 @@ def test_actions_paypal_does_not_have_are_unsupported_and_not_in_capabilities(ga
     with pytest.raises(UnsupportedAction):
         gateway.add_tax_id("P", "eu_vat", "DE123456789", idempotency_key="x")
     with pytest.raises(UnsupportedAction):
-        gateway.finalize_invoice("INV2-1", send=True, idempotency_key="x")
-    with pytest.raises(UnsupportedAction):
         gateway.fetch_customer("PAYER")
     assert paypal.log == []
     assert gateway.capabilities == {
@@ -239,7 +237,44 @@ def test_actions_paypal_does_not_have_are_unsupported_and_not_in_capabilities(ga
         Capability.VOID,
         Capability.CANCEL_SUBSCRIPTION,
         Capability.CREATE_SUBSCRIPTION,
+        Capability.FINALIZE_INVOICE,
     }
+
+
+def test_finalizing_an_invoice_sends_it_through_paypal(gateway, paypal):
+    """Invoicing v2 send (REST, not in the SDK), then the invoice re-read: open, due, linked."""
+    invoice_id = paypal.add_invoice("80.00", "EUR")
+    sent = gateway.finalize_invoice(invoice_id, send=True, idempotency_key="inv-1")
+    assert (
+        sent.status == GatewayInvoiceStatus.OPEN and paypal.invoices[invoice_id]["status"] == "SENT"
+    )
+    assert (sent.amount_due, sent.currency, sent.number) == (8000, "EUR", "#0001")
+    assert sent.due_at is not None and sent.hosted_url and invoice_id in sent.hosted_url
+    [call] = paypal.calls("POST", f"/v2/invoicing/invoices/{invoice_id}/send")
+    assert call.headers["PayPal-Request-Id"] == "inv-1"
+    assert sent_json(call) == {"send_to_invoicer": False, "send_to_recipient": True}
+
+
+def test_finalizing_without_send_emails_nobody(gateway, paypal):
+    invoice_id = paypal.add_invoice()
+    final = gateway.finalize_invoice(invoice_id, send=False, idempotency_key="inv-2")
+    assert final.status == GatewayInvoiceStatus.OPEN
+    assert paypal.invoices[invoice_id]["status"] == "UNPAID"  # share-link flow
+
+
+def test_finalizing_a_cancelled_invoice_is_declined(gateway, paypal):
+    invoice_id = paypal.add_invoice(status="CANCELLED")
+    with pytest.raises(GatewayDeclined) as info:
+        gateway.finalize_invoice(invoice_id, send=True, idempotency_key="inv-3")
+    assert info.value.code == "UNPROCESSABLE_ENTITY" and info.value.request_id
+
+
+def test_a_rest_call_refreshes_an_expired_token_too(gateway, paypal):
+    invoice_id = paypal.add_invoice()
+    gateway.finalize_invoice(invoice_id, send=True, idempotency_key="inv-4")
+    paypal.expire_tokens()
+    gateway.finalize_invoice(invoice_id, send=True, idempotency_key="inv-5")
+    assert len(paypal.calls("POST", "/v1/oauth2/token")) == 2
 
 
 # Tokens and transient errors ----------------------------------------------------------------
@@ -453,9 +488,19 @@ def test_subscriptions_are_listed_page_by_page_and_priced_by_their_plans(gateway
     assert len(paypal.calls("GET", f"/v1/billing/plans/{plan_id}")) == 2  # once per page
 
 
-def test_invoices_cannot_be_listed_and_a_foreign_cursor_is_refused(gateway):
-    with pytest.raises(UnsupportedAction):
-        gateway.list_page(ObjectKind.INVOICE, None, since=None)
+def test_invoices_are_listed_page_by_page(gateway, paypal):
+    ids = {paypal.add_invoice("10.00"), paypal.add_invoice("20.00", status="PAID")}
+    objects, pages = walk(gateway, ObjectKind.INVOICE, since=None, limit=1)
+    assert {i.external_id for i in objects} == ids and pages == 2
+    assert {(i.amount_due, i.status) for i in objects} == {
+        (1000, GatewayInvoiceStatus.DRAFT),
+        (2000, GatewayInvoiceStatus.PAID),
+    }
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert walk(gateway, ObjectKind.INVOICE, since=later, limit=100)[0] == []
+
+
+def test_a_foreign_cursor_is_refused(gateway):
     with pytest.raises(ValueError):
         gateway.list_page(ObjectKind.PAYMENT, "starting_after=pi_1", since=None)
     assert WindowCursor.decode(WindowCursor(5, 3).encode()) == WindowCursor(5, 3)

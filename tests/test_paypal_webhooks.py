@@ -27,6 +27,8 @@ from billbox.models import (
     Brand,
     Customer,
     CustomerIdentity,
+    GatewayInvoice,
+    GatewayInvoiceStatus,
     Job,
     JobState,
     Payment,
@@ -380,6 +382,34 @@ def test_subscription_events_arriving_out_of_order_end_canceled(client, factory,
     assert customer is not None and customer.email == "sub@example.com"
 
 
+def test_invoice_events_land_as_gateway_invoices(client, factory, paypal, brand):
+    """INVOICING.INVOICE.CREATED then .PAID (newer): one paid invoice with its number."""
+    invoice_id = paypal.add_invoice("80.00", "EUR")
+    draft = copy.deepcopy(paypal.invoices[invoice_id])
+    paid = copy.deepcopy(draft)
+    paid["status"] = "PAID"
+    paid["payments"] = {
+        "paid_amount": {"currency_code": "EUR", "value": "80.00"},
+        "transactions": [
+            {
+                "payment_id": "3ML56789AB012345C",
+                "payment_date": "2026-11-26",
+                "method": "PAYPAL",
+                "type": "PAYPAL",
+            }
+        ],
+    }
+    paid["detail"]["metadata"]["last_update_time"] = iso(datetime.now(UTC) + timedelta(minutes=1))
+    post(client, paypal, event("INVOICING.INVOICE.PAID", paid, resource_type="invoices"))
+    post(client, paypal, event("INVOICING.INVOICE.CREATED", draft, resource_type="invoices"))
+    assert run_pending_jobs(factory) == ["done", "done"]
+    with factory() as s:
+        [invoice] = s.exec(select(GatewayInvoice)).all()
+    assert invoice.status == GatewayInvoiceStatus.PAID and invoice.number == "#0001"
+    assert (invoice.amount_due, invoice.amount_paid) == (8000, 8000)
+    assert invoice.paid_at is not None and invoice.paid_at.day == 26
+
+
 def test_an_unknown_event_type_is_ignored_without_error(client, factory, paypal, brand):
     payload = event("CUSTOMER.DISPUTE.CREATED", {"dispute_id": "PP-D-1"}, resource_type="dispute")
     post(client, paypal, payload)
@@ -498,5 +528,5 @@ def test_bodies_that_are_not_paypal_events_are_parse_errors(body):
 
 
 def test_unmirrored_types_are_ignored_by_the_parser():
-    payload = event("INVOICING.INVOICE.PAID", {"id": "INV2-1"}, resource_type="invoices")
+    payload = event("RISK.DISPUTE.CREATED", {"id": "PP-1"}, resource_type="dispute")
     assert isinstance(parse_event(json.dumps(payload).encode()), Ignored)

@@ -23,7 +23,7 @@ What PayPal cannot do, so it is not in ``capabilities`` and raises
 :class:`UnsupportedAction`: cancel at period end (PayPal cancels now),
 coupons (PayPal has none), customer tax ids, reading a payer by id
 (``fetch_customer``; payers arrive with orders, subscriptions and
-transactions), and gateway invoices.
+transactions).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from billbox.gateways.base import (
 )
 from billbox.gateways.paypal_client import DEFAULT_TIMEOUT, Json, PayPalClient, SdkCall
 from billbox.gateways.paypal_events import parse_event
+from billbox.gateways.paypal_invoices import invoices_page, send_invoice
 from billbox.gateways.paypal_listing import subscriptions_page, transactions_page
 from billbox.gateways.paypal_mapping import (
     authorization_to_payment,
@@ -97,6 +98,7 @@ class PayPalGateway:
             Capability.VOID,
             Capability.CANCEL_SUBSCRIPTION,
             Capability.CREATE_SUBSCRIPTION,
+            Capability.FINALIZE_INVOICE,
         }
     )
 
@@ -356,21 +358,22 @@ class PayPalGateway:
     def finalize_invoice(
         self, invoice_external_id: str, *, send: bool, idempotency_key: str
     ) -> GatewayInvoiceData:
-        raise UnsupportedAction("PayPal invoices are not mirrored by Billbox")
+        """Invoicing v2 ``send`` (not in the SDK; see :mod:`.paypal_invoices`)."""
+        return send_invoice(
+            self._api(), invoice_external_id, send=send, idempotency_key=idempotency_key
+        )
 
     # Sync listing ---------------------------------------------------------------------
 
     def list_page(
         self, kind: ObjectKind, cursor: str | None, *, since: datetime | None, limit: int = 100
     ) -> Page:
-        """Payments, refunds and customers from Transaction Search; subscriptions from v1.
-
-        Invoices are not mirrored for PayPal (:class:`UnsupportedAction`).
-        """
+        """Payments, refunds and customers from Transaction Search; subscriptions and
+        invoices from their own list calls."""
         if kind == ObjectKind.SUBSCRIPTION:
             return subscriptions_page(self._api(), cursor, since=since, limit=limit)
         if kind == ObjectKind.INVOICE:
-            raise UnsupportedAction("PayPal invoices are not mirrored by Billbox")
+            return invoices_page(self._api(), cursor, since=since, limit=limit)
         return transactions_page(self._api(), kind, cursor, since=since, limit=limit)
 
     # Plumbing --------------------------------------------------------------------------

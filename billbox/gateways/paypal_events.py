@@ -17,6 +17,7 @@ PAYMENT.SALE.*                     GatewayPayment (v1 sale), or a
 CHECKOUT.ORDER.*                   the payer as GatewayCustomer, plus the
                                    order's captures/authorizations/refunds
 BILLING.SUBSCRIPTION.*             GatewaySubscription (+ the subscriber)
+INVOICING.INVOICE.*                GatewayInvoiceData
 others (incl. CUSTOMER.DISPUTE.*)  Ignored
 ================================== =========================================
 
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from billbox.gateways.base import GatewayParseError, Ignored, NormalisedObject, ParseResult
+from billbox.gateways.paypal_invoices import invoice_to_invoice
 from billbox.gateways.paypal_mapping import (
     Json,
     authorization_to_payment,
@@ -99,6 +101,8 @@ def _route(event_type: str, resource_type: str | None) -> Mapper | None:
         return order_to_objects
     if event_type.startswith("BILLING.SUBSCRIPTION."):
         return _subscription
+    if event_type.startswith("INVOICING.INVOICE."):
+        return _invoice
     return None
 
 
@@ -125,6 +129,10 @@ def _subscription(obj: Json, created: datetime) -> list[NormalisedObject]:
         out.append(subscriber)
     out.append(subscription_to_subscription(obj, created))
     return out
+
+
+def _invoice(obj: Json, created: datetime) -> list[NormalisedObject]:
+    return [invoice_to_invoice(obj, created)]
 
 
 _SALE_REFUND_STATUS = {
