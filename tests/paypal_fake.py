@@ -28,6 +28,10 @@ Webhook signatures: PayPal signs with its private key, and
 does the same with what it knows: :meth:`PayPalFake.sign` records each
 transmission it "sent", and verification succeeds only when the id, time,
 signature, webhook id and the event itself all match the recorded send.
+
+One file on purpose (past 800 lines): state, seeding helpers and the routes
+that read and change that state sit together, so each route's answer can be
+checked against PayPal's reference next to the object it serves.
 """
 
 from __future__ import annotations

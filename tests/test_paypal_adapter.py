@@ -500,6 +500,12 @@ def test_invoices_are_listed_page_by_page(gateway, paypal):
     assert walk(gateway, ObjectKind.INVOICE, since=later, limit=100)[0] == []
 
 
+def test_a_since_in_the_future_lists_nothing_without_a_call(gateway, paypal):
+    page = gateway.list_page(ObjectKind.PAYMENT, None, since=datetime.now(UTC) + timedelta(days=1))
+    assert page.objects == [] and page.next_cursor is None
+    assert paypal.calls("GET", "/v1/reporting/transactions") == []
+
+
 def test_a_foreign_cursor_is_refused(gateway):
     with pytest.raises(ValueError):
         gateway.list_page(ObjectKind.PAYMENT, "starting_after=pi_1", since=None)

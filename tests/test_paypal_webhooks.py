@@ -410,8 +410,69 @@ def test_invoice_events_land_as_gateway_invoices(client, factory, paypal, brand)
     assert invoice.paid_at is not None and invoice.paid_at.day == 26
 
 
+def dispute(capture: dict[str, Any], minutes: int, status: str, outcome: str | None = None):
+    """A customer_disputes v1 ``dispute`` over one capture, updated ``minutes`` from now."""
+    when = iso(datetime.now(UTC) + timedelta(minutes=minutes))
+    resource: dict[str, Any] = {
+        "dispute_id": "PP-D-27803",
+        "create_time": capture["create_time"],
+        "update_time": when,
+        "disputed_transactions": [
+            {
+                "buyer_transaction_id": "0BE85793AK0577429",
+                "seller_transaction_id": capture["id"],
+                "create_time": capture["create_time"],
+                "transaction_status": "COMPLETED",
+                "gross_amount": capture["amount"],
+                "buyer": {"name": "Ada Lovelace"},
+                "seller": {"email": "merchant@example.com", "merchant_id": "8NMUX5SLNT2C6"},
+            }
+        ],
+        "reason": "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
+        "status": status,
+        "dispute_amount": capture["amount"],
+        "dispute_life_cycle_stage": "INQUIRY",
+        "dispute_channel": "INTERNAL",
+        "links": [],
+    }
+    if outcome:
+        resource["dispute_outcome"] = {"outcome_code": outcome}
+    return resource
+
+
+@pytest.mark.parametrize(
+    ("outcome", "final"),
+    [
+        ("RESOLVED_SELLER_FAVOUR", PaymentStatus.SUCCEEDED),
+        ("RESOLVED_BUYER_FAVOUR", PaymentStatus.DISPUTED),
+    ],
+)
+def test_a_dispute_marks_the_capture_disputed_until_won(
+    client, factory, paypal, brand, outcome, final
+):
+    """CUSTOMER.DISPUTE.CREATED → disputed; RESOLVED restores the status only when won."""
+    _, capture_id = paypal.add_capture("25.00", "EUR")
+    capture = paypal.captures[capture_id]
+    post(client, paypal, event("PAYMENT.CAPTURE.COMPLETED", capture, resource_type="capture"))
+    post(
+        client,
+        paypal,
+        event("CUSTOMER.DISPUTE.CREATED", dispute(capture, 1, "OPEN"), resource_type="dispute"),
+    )
+    assert run_pending_jobs(factory) == ["done", "done"]
+    with factory() as s:
+        [payment] = s.exec(select(Payment)).all()
+    assert payment.status == PaymentStatus.DISPUTED and payment.amount == 2500
+    resolved = dispute(capture, 2, "RESOLVED", outcome)
+    post(client, paypal, event("CUSTOMER.DISPUTE.RESOLVED", resolved, resource_type="dispute"))
+    assert run_pending_jobs(factory) == ["done"]
+    with factory() as s:
+        [payment] = s.exec(select(Payment)).all()
+    assert payment.status == final
+
+
 def test_an_unknown_event_type_is_ignored_without_error(client, factory, paypal, brand):
-    payload = event("CUSTOMER.DISPUTE.CREATED", {"dispute_id": "PP-D-1"}, resource_type="dispute")
+    payload = event("PAYMENT.PAYOUTSBATCH.SUCCESS", {"batch_header": {}}, resource_type="payouts")
     post(client, paypal, payload)
     post(
         client, paypal, event("CATALOG.PRODUCT.CREATED", {"id": "PROD-1"}, resource_type="product")

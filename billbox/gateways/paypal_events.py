@@ -18,13 +18,17 @@ CHECKOUT.ORDER.*                   the payer as GatewayCustomer, plus the
                                    order's captures/authorizations/refunds
 BILLING.SUBSCRIPTION.*             GatewaySubscription (+ the subscriber)
 INVOICING.INVOICE.*                GatewayInvoiceData
-others (incl. CUSTOMER.DISPUTE.*)  Ignored
+CUSTOMER.DISPUTE.*                 GatewayPayment per disputed transaction,
+                                   status ``disputed``
+others                             Ignored
 ================================== =========================================
 
-Disputes are kept as ``ignored`` rows: a dispute resource does not carry
-the whole payment, and writing a partial payment would blank fields the
-capture set; the ``PAYMENT.CAPTURE.REVERSED`` PayPal sends when a dispute
-is lost does reach the ledger.
+A dispute marks each disputed capture (``seller_transaction_id``)
+``disputed`` while it is open and after it is lost (the money itself moves
+through the ``PAYMENT.CAPTURE.REVERSED`` refund PayPal sends). A dispute
+won by the seller, cancelled by the buyer or denied gives the payment its
+transaction status back. The dispute's ``update_time`` is the payment's
+timestamp, so later capture updates still win over an older dispute.
 """
 
 from __future__ import annotations
@@ -48,9 +52,10 @@ from billbox.gateways.paypal_mapping import (
     req_str,
     sale_to_payment,
     subscription_to_subscription,
+    to_minor,
 )
-from billbox.gateways.types import GatewayRefund
-from billbox.models import RefundStatus
+from billbox.gateways.types import GatewayPayment, GatewayRefund
+from billbox.models import PaymentStatus, RefundStatus
 from billbox.money import check_currency
 
 Mapper = Callable[[Json, datetime], list[NormalisedObject]]
@@ -103,6 +108,8 @@ def _route(event_type: str, resource_type: str | None) -> Mapper | None:
         return _subscription
     if event_type.startswith("INVOICING.INVOICE."):
         return _invoice
+    if event_type.startswith("CUSTOMER.DISPUTE."):
+        return _dispute
     return None
 
 
@@ -133,6 +140,63 @@ def _subscription(obj: Json, created: datetime) -> list[NormalisedObject]:
 
 def _invoice(obj: Json, created: datetime) -> list[NormalisedObject]:
     return [invoice_to_invoice(obj, created)]
+
+
+_DISPUTE_LOST = frozenset({"RESOLVED_BUYER_FAVOUR", "RESOLVED_WITH_PAYOUT", "ACCEPTED"})
+_TRANSACTION_STATUS = {
+    "COMPLETED": PaymentStatus.SUCCEEDED,
+    "PARTIALLY_REFUNDED": PaymentStatus.PARTIALLY_REFUNDED,
+    "REFUNDED": PaymentStatus.REFUNDED,
+    "REVERSED": PaymentStatus.REFUNDED,
+    "PENDING": PaymentStatus.PENDING,
+    "HELD": PaymentStatus.PENDING,
+    "UNCLAIMED": PaymentStatus.PENDING,
+    "DENIED": PaymentStatus.FAILED,
+    "FAILED": PaymentStatus.FAILED,
+    "CANCELLED": PaymentStatus.CANCELED,
+}
+
+
+def _dispute(obj: Json, created: datetime) -> list[NormalisedObject]:
+    """Each disputed transaction we can price, marked disputed (or restored when won)."""
+    transactions = obj.get("disputed_transactions")
+    items = (
+        [t for t in transactions if isinstance(t, dict)] if isinstance(transactions, list) else []
+    )
+    outcome = obj.get("dispute_outcome")
+    outcome_code = opt_str(outcome.get("outcome_code")) if isinstance(outcome, dict) else None
+    resolved = obj.get("status") == "RESOLVED"
+    updated = parse_time(obj.get("update_time")) or created
+    out: list[NormalisedObject] = []
+    for item in items:
+        capture_id = opt_str(item.get("seller_transaction_id"))
+        money = item.get("gross_amount") or (obj.get("dispute_amount") if len(items) == 1 else None)
+        if capture_id is None or not isinstance(money, dict):
+            continue  # nothing to attach the dispute to, or no amount to store
+        amount, currency = to_minor(money)
+        own = _TRANSACTION_STATUS.get(opt_str(item.get("transaction_status")) or "COMPLETED")
+        status = PaymentStatus.DISPUTED
+        if resolved and outcome_code not in _DISPUTE_LOST and own is not None:
+            status = own
+        buyer = item.get("buyer")
+        out.append(
+            GatewayPayment(
+                external_id=capture_id,
+                customer_external_id=None,
+                status=status,
+                amount=amount,
+                currency=currency,
+                created_at=parse_time(item.get("create_time")) or updated,
+                updated_at=updated,
+                amount_refunded=amount if own == PaymentStatus.REFUNDED else 0,
+                description=opt_str(item.get("invoice_number"))
+                or opt_str(item.get("custom"))
+                or "",
+                payment_method="paypal",
+                payer_email=opt_str(buyer.get("email")) if isinstance(buyer, dict) else None,
+            )
+        )
+    return out
 
 
 _SALE_REFUND_STATUS = {

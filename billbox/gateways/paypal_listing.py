@@ -104,6 +104,8 @@ def transactions_page(
     now = datetime.now(UTC)
     position = WindowCursor.decode(cursor) if cursor else WindowCursor.first(since, now)
     start, end = position.window(now)
+    if end <= start:  # ``since`` is in the future: nothing to list yet
+        return Page([], None)
     options = {
         "start_date": format_time(start),
         "end_date": format_time(end),
