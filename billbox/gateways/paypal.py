@@ -1,7 +1,7 @@
 """The PayPal adapter: webhooks, fetching, actions and sync listing for one PayPal REST app.
 
-Webhook authenticity is checked the way PayPal documents first: the
-delivery's ``PAYPAL-TRANSMISSION-ID/-TIME/-SIG``, ``PAYPAL-CERT-URL`` and
+Webhook authenticity is checked with PayPal's documented verification
+call: the delivery's ``PAYPAL-TRANSMISSION-ID/-TIME/-SIG``, ``PAYPAL-CERT-URL`` and
 ``PAYPAL-AUTH-ALGO`` headers, our ``PAYPAL_WEBHOOK_ID`` and the event are
 posted to ``/v1/notifications/verify-webhook-signature``, and only
 ``"verification_status": "SUCCESS"`` passes. This costs one network call on
@@ -19,16 +19,14 @@ the ledger, :mod:`~billbox.gateways.paypal_events` for the event types
 mirrored, :mod:`~billbox.gateways.paypal_listing` for sync, and
 :mod:`~billbox.gateways.paypal_client` for tokens and error mapping.
 
-What PayPal cannot do, so it is not in ``capabilities`` and raises
-:class:`UnsupportedAction`: cancel at period end (PayPal cancels now),
-coupons (PayPal has none), customer tax ids, reading a payer by id
-(``fetch_customer``; payers arrive with orders, subscriptions and
-transactions).
+Not PayPal features (:class:`UnsupportedAction`, not in ``capabilities``):
+cancel at period end, coupons, tax ids, reading a payer by id.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -70,6 +68,7 @@ from billbox.gateways.types import (
     GatewayRefund,
     GatewaySubscription,
 )
+from billbox.models import SubscriptionStatus
 from billbox.settings import Settings
 
 __all__ = ["NAME", "PayPalGateway", "parse_event"]
@@ -83,8 +82,7 @@ PREFER_FULL = "return=representation"
 class PayPalGateway:
     """A PayPal REST app: client id/secret for the API, webhook id for verification.
 
-    The web process verifies (needs all three); the worker parses without
-    any. A call needing missing credentials raises :class:`GatewayError`.
+    The worker parses without any; a call needing missing ones raises :class:`GatewayError`.
     """
 
     name = NAME
@@ -119,6 +117,7 @@ class PayPalGateway:
         self._timeout = timeout
         self._tolerance = tolerance
         self._client: PayPalClient | None = None
+        self._client_lock = threading.Lock()  # one client (one token cache) per adapter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PayPalGateway:
@@ -291,11 +290,12 @@ class PayPalGateway:
 
         Cancelling twice is safe without one: PayPal refuses the second with
         422 SUBSCRIPTION_STATUS_INVALID, and an already cancelled
-        subscription is returned as it stands.
+        subscription is returned as it stands. The reason is stored by
+        PayPal and may be shown to the payer, so it names no internal ids.
         """
         if at_period_end:
             raise UnsupportedAction("PayPal cancels subscriptions immediately, not at period end")
-        reason = f"Cancelled from Billbox ({idempotency_key})"[:128]
+        reason = "Cancelled by the merchant's support team"
         try:
             self._api().call(
                 lambda c: c.subscriptions.cancel_subscription(
@@ -306,7 +306,7 @@ class PayPalGateway:
             if exc.code != "SUBSCRIPTION_STATUS_INVALID":
                 raise
             current = self.fetch_subscription(subscription_external_id)
-            if current.canceled_at is None and current.status.value != "canceled":
+            if current.status != SubscriptionStatus.CANCELED:
                 raise
             return current
         return self.fetch_subscription(subscription_external_id)
@@ -379,13 +379,17 @@ class PayPalGateway:
     # Plumbing --------------------------------------------------------------------------
 
     def _api(self) -> PayPalClient:
-        if self._client is None:
-            if not (self._client_id and self._client_secret):
-                raise GatewayError("PAYPAL_CLIENT_ID / PAYPAL_CLIENT_SECRET are not configured")
-            self._client = PayPalClient(
-                self._client_id, self._client_secret, api_base=self._api_base, timeout=self._timeout
-            )
-        return self._client
+        with self._client_lock:
+            if self._client is None:
+                if not (self._client_id and self._client_secret):
+                    raise GatewayError("PAYPAL_CLIENT_ID / PAYPAL_CLIENT_SECRET are not configured")
+                self._client = PayPalClient(
+                    self._client_id,
+                    self._client_secret,
+                    api_base=self._api_base,
+                    timeout=self._timeout,
+                )
+            return self._client
 
     def _get(self, operation: SdkCall) -> Json:
         return self._api().get_object(operation)
