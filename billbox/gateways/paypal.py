@@ -162,10 +162,7 @@ class PayPalGateway:
     # Fetching --------------------------------------------------------------------------
 
     def fetch_customer(self, external_id: str) -> GatewayCustomer:
-        raise UnsupportedAction(
-            "PayPal has no API to read a payer by payer_id; payers arrive with orders, "
-            "subscriptions and transactions"
-        )
+        raise UnsupportedAction("PayPal has no API to read a payer by payer_id")
 
     def fetch_payment(self, external_id: str) -> GatewayPayment:
         """A capture (with its order's payer), else an authorization, by id."""

@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from billbox.gateways.base import GatewayError, NormalisedObject, Page
-from billbox.gateways.paypal_client import Json, PayPalClient
-from billbox.gateways.paypal_mapping import opt_str, parse_time, req_str, to_minor
+from billbox.gateways.paypal_mapping import Json, opt_str, parse_time, req_str, to_minor
 from billbox.gateways.types import GatewayInvoiceData
 from billbox.models import GatewayInvoiceStatus
+
+if TYPE_CHECKING:  # the SDK is imported only by code that calls PayPal
+    from billbox.gateways.paypal_client import PayPalClient
 
 INVOICES_PATH = "/v2/invoicing/invoices"
 

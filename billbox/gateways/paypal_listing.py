@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from billbox.gateways.base import NormalisedObject, ObjectKind, Page
-from billbox.gateways.paypal_client import PayPalClient, SdkCall
 from billbox.gateways.paypal_mapping import (
     Json,
     format_time,
@@ -34,6 +33,9 @@ from billbox.gateways.paypal_mapping import (
 )
 from billbox.gateways.types import GatewayCustomer, GatewayPayment, GatewayRefund
 from billbox.models import PaymentStatus, RefundStatus
+
+if TYPE_CHECKING:  # the SDK is imported only by code that calls PayPal
+    from billbox.gateways.paypal_client import PayPalClient, SdkCall
 
 WINDOW = timedelta(days=31)
 HISTORY = timedelta(days=3 * 365)
