@@ -129,7 +129,7 @@ def smtp() -> None:
 
     from billbox.db import session_factory
     from billbox.models import InboundSource
-    from mailbridge import InboundSMTPHandler, RecipientPolicy, start_smtp_server
+    from mailbridge import InboundSMTPHandler, start_smtp_server
     from mailbridge.group_commit import GroupCommitStore
     from mailbridge.smtp import server_tls_context
     from workers.app import build
@@ -147,10 +147,16 @@ def smtp() -> None:
     build(settings, factory, default_handlers(settings))
     writer = GroupCommitStore(factory, source=InboundSource.SMTP)
 
-    policy = RecipientPolicy.of(settings.reply_domain, settings.support_address_list)
+    from mailbridge.support_addresses import current_policy, keep_policy_fresh
+
+    configured = settings.support_address_list
+    policy = current_policy(factory, settings.reply_domain, configured)
     handler = InboundSMTPHandler(writer.store_async, policy)
 
     async def main() -> None:
+        refresher = asyncio.create_task(
+            keep_policy_fresh(handler, factory, settings.reply_domain, configured)
+        )
         host, port = settings.smtp_address
         server = await start_smtp_server(
             handler, host, port, max_size=settings.smtp_max_message_size, tls_context=tls
@@ -160,6 +166,7 @@ def smtp() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        refresher.cancel()
         server.close()
         await server.wait_closed()
         writer.close()

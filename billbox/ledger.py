@@ -104,7 +104,7 @@ def apply_payment(
     row.description = data.description[:500]
     row.payment_method = data.payment_method
     row.card_last4 = data.card_last4
-    row.payer_email = data.payer_email
+    row.payer_email = data.payer_email or row.payer_email  # PayPal captures carry no payer
     row.gateway_updated_at = data.updated_at or data.created_at
     row.updated_at = utcnow()
     session.add(row)

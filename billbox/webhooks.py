@@ -144,6 +144,10 @@ def _parser(gateway: str) -> Callable[[bytes], list[NormalisedObject] | Ignored]
         from billbox.gateways.stripe import parse_event
 
         return parse_event
+    if gateway == GatewayKind.PAYPAL.value:
+        from billbox.gateways.paypal import parse_event as parse_paypal_event
+
+        return parse_paypal_event
     raise PermanentError(f"no webhook parser for gateway {gateway!r}")
 
 

@@ -46,11 +46,13 @@ def make_receipt(
     domain: str,
     customer_email: str = "ana@example.org",
     message_id: str = "<receipt-1@reply.example.com>",
+    pdf: bytes | None = None,
+    locale: str = "en",
 ) -> Receipt:
     """Brand, customer (with an email identity), a EUR 49.00 Stripe payment, its receipt
     document and the sent email carrying ``reply+<token>@domain``; committed."""
     brand = Brand(slug="nw", name="Northwind", legal_name="Northwind GmbH", country="DE")
-    customer = Customer(name="Ana López", email=customer_email)
+    customer = Customer(name="Ana López", email=customer_email, locale=locale)
     session.add_all([brand, customer])
     session.flush()
     assert brand.id is not None and customer.id is not None
@@ -89,6 +91,7 @@ def make_receipt(
         payment_id=payment.id,
         currency="EUR",
         total=4900,
+        pdf=pdf,
     )
     session.add(document)
     session.flush()

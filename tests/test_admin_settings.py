@@ -172,3 +172,42 @@ def test_only_admins_reach_settings(client, who):
     assert client.get("/admin/settings/brands").status_code == 403
     response = client.post("/admin/settings/brands/new", data={**GOOD, "csrf_token": csrf})
     assert response.status_code == 403
+
+
+def test_support_addresses_are_managed_by_admins_and_reach_the_smtp_policy(
+    client, factory, settings
+):
+    from mailbridge.support_addresses import current_policy
+
+    csrf = login(client, "admin")
+    page = client.get("/admin/settings/mail").get_data(as_text=True)
+    assert "Reply domain" in page
+    added = client.post(
+        "/admin/settings/mail", data={"address": "Billing@Example.COM", "csrf_token": csrf}
+    )
+    assert added.status_code == 302
+    refused = client.post("/admin/settings/mail", data={"address": "nope", "csrf_token": csrf})
+    assert refused.status_code == 422 and "not a valid email address" in refused.get_data(
+        as_text=True
+    )
+    duplicate = client.post(
+        "/admin/settings/mail", data={"address": "billing@example.com", "csrf_token": csrf}
+    )
+    assert "already a support address" in duplicate.get_data(as_text=True)
+    policy = current_policy(factory, "reply.example.com", ["help@example.org"])
+    assert policy.accepts("billing@example.com") and policy.accepts("help@example.org")
+    assert policy.accepts("anything@reply.example.com") and not policy.accepts("x@example.com")
+    client.post("/admin/settings/mail", data={"remove": "billing@example.com", "csrf_token": csrf})
+    assert not current_policy(factory, "reply.example.com", []).accepts("billing@example.com")
+
+
+def test_relay_and_imap_passwords_are_masked(settings, engine):
+    from web.admin.settings import _masked
+
+    assert _masked("smtps://user:s3cret@relay.example.com:465") == (
+        "smtps://user:•••@relay.example.com:465"
+    )
+    assert (
+        _masked("imaps://ana:pw@imap.example.com/INBOX") == "imaps://ana:•••@imap.example.com/INBOX"
+    )
+    assert _masked(None) == ""

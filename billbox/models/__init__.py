@@ -10,6 +10,7 @@ from billbox.models.actions import GatewayAction
 from billbox.models.audit import AuditEvent
 from billbox.models.base import UTCDateTime, utcnow
 from billbox.models.brands import Brand, BrandBase, NumberSeries
+from billbox.models.config import HelpdeskAccount, SupportAddress
 from billbox.models.customers import Customer, CustomerBase, CustomerIdentity
 from billbox.models.documents import Document, DocumentLine, DocumentTaxLine
 from billbox.models.enums import (
@@ -68,6 +69,7 @@ __all__ = [
     "GatewayInvoice",
     "GatewayInvoiceStatus",
     "GatewayKind",
+    "HelpdeskAccount",
     "IdentityKind",
     "ImapCursor",
     "InboundMessage",
@@ -87,6 +89,7 @@ __all__ = [
     "Role",
     "Subscription",
     "SubscriptionStatus",
+    "SupportAddress",
     "TaxScheme",
     "ThreadRule",
     "Ticket",

@@ -1,8 +1,9 @@
-"""Admin settings: brands (identity, tax registrations, colours, logo, numbering)."""
+"""Admin settings: brands (identity, tax registrations, colours, logo, numbering) and mail."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Response, abort, redirect, render_template, request, url_for
 from sqlmodel import col, select
@@ -17,7 +18,8 @@ from billbox.brands import (
     registrations_text,
     series_of,
 )
-from billbox.models import Brand, DocumentKind, NumberSeries, Role
+from billbox.models import Brand, DocumentKind, NumberSeries, Role, SupportAddress
+from mailbridge.support_addresses import AddressError, add_address, stored_addresses
 from web.admin import bp
 from web.app import services
 from web.auth import current_user, require_roles
@@ -157,3 +159,50 @@ def brand_logo(brand_id: int) -> Any:
         if brand is None or brand.logo is None:
             abort(404)
         return Response(brand.logo, mimetype="image/png")
+
+
+def _masked(url: str | None) -> str:
+    """A URL with its password replaced, for display."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username}:•••@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+@bp.route("/settings/mail", methods=["GET", "POST"])
+@require_roles(*ADMIN)
+def mail_settings() -> Any:
+    settings = services().settings
+    error = ""
+    with services().factory() as db:
+        if request.method == "POST":
+            remove = request.form.get("remove", "")
+            if remove:
+                row = db.exec(
+                    select(SupportAddress).where(SupportAddress.address == remove)
+                ).first()
+                if row is not None:
+                    db.delete(row)
+                    db.commit()
+                return redirect(url_for("admin.mail_settings"))
+            try:
+                add_address(db, request.form.get("address", ""), reply_domain=settings.reply_domain)
+                db.commit()
+                return redirect(url_for("admin.mail_settings"))
+            except AddressError as exc:
+                db.rollback()
+                error = str(exc)
+        stored = stored_addresses(db)
+    return render_template(
+        "admin/mail_settings.html",
+        settings=settings,
+        relay=_masked(settings.smtp_relay),
+        mailboxes=[_masked(u) for u in settings.imap_url_list],
+        configured=settings.support_address_list,
+        stored=stored,
+        error=error,
+        user=current_user(),
+    ), (422 if error else 200)
