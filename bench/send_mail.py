@@ -1,6 +1,6 @@
 """Receipts per second through one worker process: job row → composed email → relay → SENT.
 
-Run: ``python -m bench.send_mail [--receipts 500] [--threads 1] [--database sqlite|postgresql]
+Run: ``python -m bench.send_mail [--receipts 500] [--threads 4] [--database sqlite|postgresql]
 [--dkim] [--markdown]``
 
 The relay is a no-op aiosmtpd server (250 to everything) in a *separate
@@ -11,8 +11,9 @@ process*, so its work does not share this process's GIL. In this process:
    thread: the floor of what handing a message to the relay costs.
 2. **billbox**: ``--receipts`` issued documents (a ~30 KB PDF each, locales
    cycling en/es/de/fr) and their ``send_document`` jobs are committed
-   first; then ``--threads`` threads call :func:`billbox.jobs.run_job` on
-   them, exactly as a worker does (claim, compose from the stored PDF, sign
+   first; then ``--threads`` threads (a ``billbox worker`` runs
+   ``BILLBOX_WORKER_THREADS``, 4 by default) call :func:`billbox.jobs.run_job`
+   on them, exactly as a worker does (claim, compose from the stored PDF, sign
    the Reply-To, VERP, PENDING → SENDING at the relay's 354 → SENT with the
    job's ``done``). Receipts/s = N / (first claim → last ``done``).
 3. **resend**: ``queue_resend`` + its job for a tenth of the documents: it
@@ -184,7 +185,9 @@ def dkim_key() -> object:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--receipts", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--threads", type=int, default=4, help="worker threads (BILLBOX_WORKER_THREADS: 4)"
+    )
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--dkim", action="store_true", help="sign with a 2048-bit RSA key")
     parser.add_argument("--markdown", action="store_true")
