@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,10 +57,15 @@ class SinkHandler:
     replies: list[str] = field(default_factory=list)
     rcpt_reply: str | None = None
     hang_seconds: float = 3.0
+    # Runs (in the server's thread) when RCPT arrives: a test's way to act
+    # while the client is between "recipient accepted" and the message.
+    on_rcpt: Callable[[], None] | None = None
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        if self.on_rcpt is not None:
+            self.on_rcpt()
         if self.rcpt_reply:
             return self.rcpt_reply
         envelope.rcpt_tos.append(address)

@@ -508,3 +508,31 @@ def test_a_paid_payment_becomes_a_rendered_receipt_in_the_relay_exactly_once(fac
     assert again.get_content() == document.pdf
     with factory() as session:
         assert session.get(Document, document.id).pdf_sha256 == document.pdf_sha256
+
+
+def test_when_another_run_takes_the_row_first_this_one_sends_nothing(factory, sink):
+    """Two runs of one purpose: the conditional PENDING→SENDING lets exactly one send.
+
+    The relay's RCPT hook plays the other worker: it moves the row to SENDING
+    while this run waits for 354, so this run's claim finds nothing to claim,
+    drops the connection before the message, and leaves the row to the other.
+    """
+    document_id, job_id = queue(factory)
+    sink.handler.replies = ["451 4.3.0 later"]
+    run_job(factory, job_id, handlers(sink.url))  # the row now exists, PENDING
+    key = f"document:{document_id}"
+
+    def other_worker_claims() -> None:
+        with factory() as session:
+            session.execute(
+                sa.update(OutboundEmail)
+                .where(col(OutboundEmail.purpose_key) == key)
+                .values(state=OutboundState.SENDING)
+            )
+            session.commit()
+
+    sink.handler.on_rcpt = other_worker_claims
+    assert run_now(factory, job_id, handlers(sink.url)).outcome == "done"
+    assert sink.handler.deliveries == []
+    row = outbound(factory, key)
+    assert row.state == OutboundState.SENDING and row.attempts == 1
