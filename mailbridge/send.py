@@ -59,6 +59,7 @@ from mailbridge.compose import (
 from mailbridge.relay import (
     DeliveryUnknownError,
     RelayConfig,
+    RelayConnections,
     RelayRejectedError,
     RelayTemporaryError,
     deliver,
@@ -212,6 +213,9 @@ def make_send_document(config: MailerConfig) -> Handler:
     Payload: ``{"document_id": int, "purpose": "receipt" | "resend:<n>"}``.
     """
 
+    # One idle relay connection per worker thread, reused between receipts.
+    connections = RelayConnections(config.relay) if config.relay is not None else None
+
     def send_document(session: Session, job: JobContext) -> None:
         document_id = job.payload.get("document_id")
         if isinstance(document_id, bool) or not isinstance(document_id, int):
@@ -220,7 +224,7 @@ def make_send_document(config: MailerConfig) -> Handler:
             key = purpose_key(document_id, job.payload.get("purpose"))
         except ValueError as exc:
             raise PermanentError(str(exc)) from None
-        if config.relay is None:
+        if connections is None:
             raise PermanentError("BILLBOX_SMTP_RELAY is not set; no email can be sent")
         row = _get_or_create(session, config, document_id, key)
         session.commit()  # no transaction (no SQLite write lock) while we talk to the relay
@@ -237,7 +241,7 @@ def make_send_document(config: MailerConfig) -> Handler:
             _finish(session, row, OutboundState.FAILED, error, count_attempt=False)
             session.commit()
             raise PermanentError(error)
-        _attempt(session, config, config.relay, row, job)
+        _attempt(session, config, connections, row, job)
 
     return send_document
 
@@ -301,7 +305,7 @@ class _TakenElsewhere(Exception):
 def _attempt(
     session: Session,
     config: MailerConfig,
-    relay: RelayConfig,
+    relay: RelayConnections,
     row: OutboundEmail,
     job: JobContext,
 ) -> None:

@@ -47,6 +47,7 @@ class Delivery:
     content: bytes
     tls: bool
     authenticated: bool
+    peer: Any = None  # the client's (host, port): equal for messages on one connection
 
 
 @dataclass
@@ -83,6 +84,7 @@ class SinkHandler:
                     tls=session.ssl is not None
                     or server.transport.get_extra_info("ssl_object") is not None,
                     authenticated=bool(session.authenticated),
+                    peer=session.peer,
                 )
             )
         if reply == "HANG":  # accepted, but the answer never reaches the client in time
@@ -137,10 +139,12 @@ class RelaySink:
 
 
 @contextmanager
-def relay_sink(mode: str = "plain", certs: Certificates | None = None) -> Iterator[RelaySink]:
-    """Run a sink relay for the duration of the block."""
+def relay_sink(
+    mode: str = "plain", certs: Certificates | None = None, port: int | None = None
+) -> Iterator[RelaySink]:
+    """Run a sink relay for the duration of the block (on ``port``, or a free one)."""
     handler = SinkHandler()
-    port = free_port()
+    port = port or free_port()
     kwargs: dict[str, Any] = {"server_hostname": "relay.test", "enable_SMTPUTF8": True}
     if mode == "starttls":
         assert certs is not None

@@ -21,7 +21,7 @@ from billbox.jobs import JobResult, run_job, submit
 from billbox.models import Document, Job, JobState, OutboundEmail, OutboundState, utcnow
 from billbox.settings import load_settings
 from mailbridge.compose import ComposeConfig
-from mailbridge.relay import deliver, parse_relay_url
+from mailbridge.relay import RelayConnections, deliver, parse_relay_url
 from mailbridge.send import (
     SEND_DOCUMENT_JOB,
     MailerConfig,
@@ -536,3 +536,44 @@ def test_when_another_run_takes_the_row_first_this_one_sends_nothing(factory, si
     assert sink.handler.deliveries == []
     row = outbound(factory, key)
     assert row.state == OutboundState.SENDING and row.attempts == 1
+
+
+def test_a_missing_relay_ca_file_stops_the_program_naming_the_setting(tmp_path: Path):
+    """BILLBOX_SMTP_RELAY_CA_FILE must exist: a typo fails at startup, not at the first send."""
+    from billbox.errors import SettingsError
+
+    with pytest.raises(SettingsError) as info:
+        load_settings(
+            secret_key=SECRET, smtp_relay_ca_file=tmp_path / "missing.pem", _env_file=None
+        )
+    assert info.value.variable == "BILLBOX_SMTP_RELAY_CA_FILE"
+
+
+def test_a_thread_reuses_its_relay_connection_and_replaces_one_the_relay_dropped(certs):
+    """Messages in a row share one authenticated TLS session; when the relay went away
+    meanwhile, RSET fails and a fresh connection carries the next message."""
+    with relay_sink("starttls", certs) as relay:
+        config = parse_relay_url(
+            relay.url, helo_name=REPLY_DOMAIN, timeout=5, tls_context=certs.client
+        )
+        pool = RelayConnections(config)
+        for n in (1, 2):
+            deliver(
+                pool, "b@reply.billbox.test", "ana@example.org", b"Subject: %d\r\n\r\nhi\r\n" % n
+            )
+        first, second = relay.handler.deliveries
+        assert first.peer == second.peer and second.tls and second.authenticated
+        port = relay.port
+    with relay_sink("starttls", certs, port=port) as restarted:  # the old connection is gone
+        deliver(pool, "b@reply.billbox.test", "ana@example.org", b"Subject: 3\r\n\r\nhi\r\n")
+        [third] = restarted.handler.deliveries
+    assert third.peer != second.peer and third.tls and third.authenticated
+
+
+def test_an_idle_connection_past_max_idle_is_not_reused(sink):
+    """Relays close idle sessions; we stop reusing one long before that."""
+    pool = RelayConnections(parse_relay_url(sink.url, helo_name=REPLY_DOMAIN), max_idle=0.0)
+    for n in (1, 2):
+        deliver(pool, "b@reply.billbox.test", "ana@example.org", b"Subject: %d\r\n\r\nhi\r\n" % n)
+    first, second = sink.handler.deliveries
+    assert first.peer != second.peer
