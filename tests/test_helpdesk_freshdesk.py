@@ -331,3 +331,25 @@ def test_a_slow_answer_is_a_timeout(fake: FreshdeskFake) -> None:
     with pytest.raises(HelpdeskUnavailable):
         client.test_connection()
     assert time.monotonic() - started < 0.55
+
+
+INTEGRATION = Path(__file__).resolve().parents[1] / "integrations" / "freshdesk"
+
+
+def test_the_freshdesk_app_sends_what_the_verifier_checks() -> None:
+    """The request template carries the secure iparam as a bearer token to /sidebar."""
+    manifest = json.loads((INTEGRATION / "manifest.json").read_text())
+    sidebar = manifest["modules"]["support_ticket"]["location"]["ticket_sidebar"]
+    assert (INTEGRATION / "app" / sidebar["url"]).exists()
+    assert (INTEGRATION / "app" / sidebar["icon"]).exists()
+    assert set(manifest["modules"]["common"]["requests"]) == {"billboxPanel"}
+    iparams = json.loads((INTEGRATION / "config/iparams.json").read_text())
+    assert iparams["sidebar_token"]["secure"] is True
+    schema = json.loads((INTEGRATION / "config/requests.json").read_text())["billboxPanel"][
+        "schema"
+    ]
+    assert schema["protocol"] == "https" and schema["path"] == "/sidebar"
+    assert schema["query"] == {"helpdesk": "freshdesk", "email": "<%= context.email %>"}
+    assert schema["headers"]["Authorization"] == "Bearer <%= iparam.sidebar_token %>"
+    script = (INTEGRATION / "app/scripts/app.js").read_text()
+    assert "invokeTemplate('billboxPanel', { context: { email: email } })" in script

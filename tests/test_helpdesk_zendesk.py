@@ -355,3 +355,24 @@ def test_the_sidebar_needs_an_email() -> None:
     with pytest.raises(HelpdeskError, match="email") as caught:
         ZendeskSidebarVerifier(SECRET).verify(headers, {}, b"")
     assert caught.value.status == 400
+
+
+INTEGRATION = Path(__file__).resolve().parents[1] / "integrations" / "zendesk"
+
+
+def test_the_zendesk_app_signs_what_the_verifier_checks() -> None:
+    """The app's manifest and iframe agree with ZendeskSidebarVerifier: secret, audience, header."""
+    manifest = json.loads((INTEGRATION / "manifest.json").read_text())
+    assert manifest["location"]["support"]["ticket_sidebar"]["url"] == "assets/iframe.html"
+    params = {p["name"]: p for p in manifest["parameters"]}
+    assert params["shared_secret"]["secure"] is True and manifest["domainWhitelist"]
+    translations = json.loads((INTEGRATION / "translations/en.json").read_text())
+    assert set(params) <= set(translations["app"]["parameters"])
+    page = (INTEGRATION / "assets/iframe.html").read_text()
+    assert "zendesk_app_framework_sdk/2.0/zaf_sdk.min.js" in page
+    assert "/sidebar?helpdesk=zendesk&email=" in page and "ticket.requester.email" in page
+    assert "secret_key: '{{setting.shared_secret}}'" in page and "secure: true" in page
+    assert "Authorization: 'Bearer {{jwt.token}}'" in page and "algorithm: 'HS256'" in page
+    assert f"aud: '{ZendeskSidebarVerifier.AUDIENCE}'" in page
+    for logo in ("logo.png", "logo-small.png"):
+        assert (INTEGRATION / "assets" / logo).read_bytes().startswith(b"\x89PNG")
