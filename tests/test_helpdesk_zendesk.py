@@ -376,3 +376,28 @@ def test_the_zendesk_app_signs_what_the_verifier_checks() -> None:
     assert f"aud: '{ZendeskSidebarVerifier.AUDIENCE}'" in page
     for logo in ("logo.png", "logo-small.png"):
         assert (INTEGRATION / "assets" / logo).read_bytes().startswith(b"\x89PNG")
+
+
+def test_retry_after_may_be_seconds_or_an_http_date() -> None:
+    """RFC 9110 allows both forms; a date in the past means "now"."""
+    from mailbridge.helpdesks._http_a import retry_after_seconds
+
+    assert retry_after_seconds("34") == 34
+    now = 1_800_000_000.0
+    assert retry_after_seconds("Fri, 15 Jan 2027 08:00:30 GMT", now=now) == 30
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=now) == 0
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_a_redirect_is_not_followed_with_our_credentials(
+    client: ZendeskClient, fake: ZendeskFake
+) -> None:
+    """A 3xx would carry the API token elsewhere: it is an error instead."""
+    with ZendeskFake() as elsewhere:
+        fake.fail_next(
+            "GET", r"/api/v2/users/me\.json", status=302,
+            headers={"Location": f"{elsewhere.url}/api/v2/users/me.json"},
+        )  # fmt: skip
+        with pytest.raises(HelpdeskError) as caught:
+            client.test_connection()
+        assert caught.value.status == 302 and elsewhere.requests == []
