@@ -1,0 +1,450 @@
+"""The engine every action runs on: permission, checks, a row per key, gateway call, apply.
+
+An action is three steps around one gateway call, which must happen
+*between* transactions (a network call inside a transaction would hold
+locks for seconds and, on SQLite, block every other writer):
+
+1. Transaction 1: a repeated key returns the stored outcome at once. A new
+   key runs the checks against the ledger (refused → :class:`ActionRefused`
+   and a ``<action>.refused`` audit event; nothing is sent) and inserts a
+   ``pending`` :class:`~billbox.models.GatewayAction` row holding the exact
+   request, then commits.
+2. The adapter is called with the row's request and the same idempotency
+   key. A ``pending`` row found later (a crash, a timeout, a concurrent
+   click) repeats this call with the same key and the same parameters, and
+   the gateway's idempotency answers with the first result.
+3. Transaction 2: the gateway's answer is applied through the ledger, the
+   row becomes ``succeeded`` and the audit event is written, all or nothing.
+
+A refusal by the gateway marks the row ``failed`` and audits the attempt
+(:class:`ActionDeclined`); an unreachable gateway leaves the row
+``pending`` (:class:`ActionRetryable`): retrying with the same key is safe.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session, select
+
+from billbox import audit
+from billbox.errors import BillboxError
+from billbox.gateways.base import (
+    GatewayDeclined,
+    GatewayError,
+    GatewayUnavailable,
+    NormalisedObject,
+    UnsupportedAction,
+)
+from billbox.gateways.registry import ActingAdapter, adapter_for
+from billbox.models import (
+    ActionState,
+    ActorKind,
+    GatewayAccount,
+    GatewayAction,
+    Role,
+    utcnow,
+)
+from billbox.money import Money
+from billbox.settings import Settings
+from billbox.webhooks import apply_objects
+
+Factory = sessionmaker[Session]
+Request = dict[str, Any]
+
+#: Which role may run which action. Admins and agents act on customers'
+#: billing; finance moves money (refund, capture, void) and issues invoices
+#: but does not change subscriptions, coupons or tax ids.
+ALL_ACTIONS = frozenset(
+    {
+        "refund",
+        "capture",
+        "void",
+        "cancel_subscription",
+        "create_subscription",
+        "apply_coupon",
+        "add_tax_id",
+        "finalize_invoice",
+    }
+)
+PERMISSIONS: Mapping[Role, frozenset[str]] = {
+    Role.ADMIN: ALL_ACTIONS,
+    Role.AGENT: ALL_ACTIONS,
+    Role.FINANCE: frozenset({"refund", "capture", "void", "finalize_invoice"}),
+}
+
+_KEY = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
+
+
+class ActionError(BillboxError):
+    """An action did not (or not yet) happen; ``str(error)`` is written for the agent.
+
+    ::
+
+        ActionError
+        ├── ActionRefused    our checks said no; nothing was sent to the gateway
+        ├── ActionDeclined   the gateway said no; the attempt is audited
+        └── ActionRetryable  the gateway could not be reached; retry with the same key
+    """
+
+    def __init__(self, message: str, *, action_id: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.action_id = action_id
+
+
+class ActionRefused(ActionError):
+    """Refused by Billbox before any gateway call (permission, limit, state, amount)."""
+
+
+class ActionDeclined(ActionError):
+    """The gateway refused; ``code``/``request_id`` are the gateway's, kept in the audit log."""
+
+    def __init__(
+        self, message: str, *, action_id: int | None = None, code: str = "", request_id: str = ""
+    ) -> None:
+        super().__init__(message, action_id=action_id)
+        self.code = code
+        self.request_id = request_id
+
+
+class ActionRetryable(ActionError):
+    """The outcome is not known yet; the same idempotency key can safely be tried again."""
+
+    def __init__(
+        self, message: str, *, action_id: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, action_id=action_id)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a staff user (email) or an API token (its name), with its role."""
+
+    email: str
+    role: Role
+    kind: ActorKind = ActorKind.USER
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What happened, as stored on the action row; ``replayed`` when the key was seen before."""
+
+    action_id: int
+    action: str
+    target_kind: str
+    target_external_id: str
+    response_id: str | None
+    amount: int | None
+    currency: str | None
+    replayed: bool
+    message: str
+
+
+def new_idempotency_key() -> str:
+    """A fresh key; a form renders one so that a double submit sends the same key twice."""
+    return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What transaction 1 decided to send, once every check passed."""
+
+    account: GatewayAccount
+    target_kind: str
+    target_external_id: str
+    request: Request
+    amount: int | None = None
+    currency: str | None = None
+
+
+#: Calls the adapter with a stored request; must only read ``request``, so a retry repeats it.
+Call = Callable[[ActingAdapter, Request, str], NormalisedObject]
+#: Applies extra ledger changes after the normalised answer is applied (same transaction).
+Extra = Callable[[Session, GatewayAccount, Request, NormalisedObject], None]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One kind of action: its name, the capability it needs, how to call and describe it."""
+
+    name: str
+    capability: str
+    label: str  # "Refund", for messages: "Refund refused by Stripe: …"
+    call: Call
+    describe: Callable[[ActionResult], str]
+    after_apply: Extra | None = None
+
+
+def money_text(amount: int | None, currency: str | None) -> str:
+    if amount is None or currency is None:
+        return ""
+    return str(Money(amount, currency))
+
+
+def run(
+    factory: Factory,
+    settings: Settings,
+    actor: Actor,
+    spec: Spec,
+    *,
+    target_ref: str,
+    reason: str,
+    idempotency_key: str,
+    prepare: Callable[[Session], Plan],
+) -> ActionResult:
+    """Run one action through the three steps above; see the module docstring.
+
+    ``target_ref`` names the ledger object (``payment:12``) so a key reused
+    for a different action or object is refused instead of replaying the
+    wrong outcome. ``prepare`` loads the ledger rows and raises
+    :class:`ActionRefused` when a check fails.
+    """
+    reason = reason.strip()
+    if not _KEY.match(idempotency_key):
+        raise ActionRefused(
+            "The idempotency key must be 8-128 letters, digits or . _ : - characters."
+        )
+    if spec.name not in PERMISSIONS.get(actor.role, frozenset()):
+        _refused(factory, actor, spec, target_ref, reason, f"role {actor.role.value} may not")
+        raise ActionRefused(
+            f"{spec.label}: the {actor.role.value} role may not do this; ask an admin."
+        )
+    if not reason:
+        raise ActionRefused(f"{spec.label}: give a reason; it is kept in the audit log.")
+
+    with factory() as session:
+        row = _find(session, idempotency_key)
+        if row is None:
+            try:
+                plan = prepare(session)
+                adapter = adapter_for(plan.account, settings)
+                if spec.capability not in adapter.capabilities:
+                    raise UnsupportedAction(
+                        f"{_gateway(plan.account)} does not support this action"
+                    )
+            except (ActionRefused, UnsupportedAction) as exc:
+                session.rollback()
+                _refused(factory, actor, spec, target_ref, reason, str(exc))
+                if isinstance(exc, ActionRefused):
+                    raise
+                raise ActionRefused(f"{spec.label}: {exc}") from exc
+            row = _insert(session, actor, spec, plan, target_ref, reason, idempotency_key)
+        else:
+            _same_request(row, spec, target_ref)
+            adapter = None
+        if row.state == ActionState.SUCCEEDED:
+            return _result(row, spec, replayed=True)
+        if row.state == ActionState.FAILED:
+            raise ActionDeclined(
+                f"{spec.label} was already refused with this key: {row.error}",
+                action_id=row.id,
+            )
+        account = session.get(GatewayAccount, row.account_id)
+        assert account is not None and row.id is not None
+        action_id, request = row.id, dict(row.request)
+        session.commit()  # end transaction 1 before the network call (commit keeps rows loaded)
+
+    try:
+        adapter = adapter or adapter_for(account, settings)
+        answer = spec.call(adapter, request, idempotency_key)
+    except (GatewayDeclined, UnsupportedAction) as exc:
+        _fail(factory, actor, spec, action_id, account, exc)
+        raise ActionDeclined(
+            f"{spec.label} refused by {_gateway(account)}: {exc}",
+            action_id=action_id,
+            code=getattr(exc, "code", ""),
+            request_id=getattr(exc, "request_id", ""),
+        ) from exc
+    except GatewayError as exc:
+        retry_after = exc.retry_after if isinstance(exc, GatewayUnavailable) else None
+        raise ActionRetryable(
+            f"{spec.label}: {_gateway(account)} could not be reached or did not answer clearly "
+            f"({exc}). Nothing is recorded as done; try again with the same request "
+            "(idempotency key) and the gateway will act at most once.",
+            action_id=action_id,
+            retry_after=retry_after,
+        ) from exc
+    return _succeed(factory, actor, spec, action_id, account, answer)
+
+
+def _gateway(account: GatewayAccount) -> str:
+    return account.gateway.value.capitalize() if account.gateway.value != "paypal" else "PayPal"
+
+
+def _find(session: Session, key: str, *, lock: bool = False) -> GatewayAction | None:
+    statement = select(GatewayAction).where(GatewayAction.idempotency_key == key)
+    if lock:
+        statement = statement.with_for_update()
+    return session.exec(statement).first()
+
+
+def _same_request(row: GatewayAction, spec: Spec, target_ref: str) -> None:
+    if row.action != spec.name or row.request.get("target_ref") != target_ref:
+        raise ActionRefused(
+            f"This idempotency key was already used for {row.action} of "
+            f"{row.request.get('target_ref')}; use a new key for a new action."
+        )
+
+
+def _insert(
+    session: Session,
+    actor: Actor,
+    spec: Spec,
+    plan: Plan,
+    target_ref: str,
+    reason: str,
+    key: str,
+) -> GatewayAction:
+    assert plan.account.id is not None
+    row = GatewayAction(
+        idempotency_key=key,
+        account_id=plan.account.id,
+        action=spec.name,
+        target_kind=plan.target_kind,
+        target_external_id=plan.target_external_id,
+        actor=actor.email,
+        reason=reason,
+        amount=plan.amount,
+        currency=plan.currency,
+        state=ActionState.PENDING,
+        request={**plan.request, "target_ref": target_ref, "actor_kind": actor.kind.value},
+    )
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:  # a concurrent click with the same key inserted first
+        session.rollback()
+        existing = _find(session, key)
+        assert existing is not None
+        _same_request(existing, spec, target_ref)
+        return existing
+    return row
+
+
+def _audit_data(row: GatewayAction, account: GatewayAccount, **more: object) -> dict[str, object]:
+    return {
+        "gateway": account.gateway.value,
+        "account_id": row.account_id,
+        "action_id": row.id,
+        "idempotency_key": row.idempotency_key,
+        "amount": row.amount,
+        "currency": row.currency,
+        "target_ref": row.request.get("target_ref"),
+        **more,
+    }
+
+
+def _succeed(
+    factory: Factory,
+    actor: Actor,
+    spec: Spec,
+    action_id: int,
+    account: GatewayAccount,
+    answer: NormalisedObject,
+) -> ActionResult:
+    with factory() as session:
+        row = session.get(GatewayAction, action_id, with_for_update=True)
+        assert row is not None
+        if row.state == ActionState.SUCCEEDED:  # a concurrent click finished first
+            return _result(row, spec, replayed=True)
+        account = session.merge(account)
+        apply_objects(session, account, [answer])
+        if spec.after_apply is not None:
+            spec.after_apply(session, account, dict(row.request), answer)
+        row.state = ActionState.SUCCEEDED
+        row.response_id = answer.external_id[:128]
+        row.error = None
+        row.finished_at = utcnow()
+        session.add(row)
+        audit.record(
+            session,
+            actor_kind=actor.kind,
+            actor=actor.email,
+            action=spec.name,
+            target_kind=row.target_kind,
+            target_id=row.target_external_id,
+            reason=row.reason,
+            data=_audit_data(row, account, response_id=row.response_id, state="succeeded"),
+        )
+        session.commit()
+        return _result(row, spec, replayed=False)
+
+
+def _fail(
+    factory: Factory,
+    actor: Actor,
+    spec: Spec,
+    action_id: int,
+    account: GatewayAccount,
+    exc: GatewayError,
+) -> None:
+    with factory() as session:
+        row = session.get(GatewayAction, action_id, with_for_update=True)
+        assert row is not None
+        if row.state != ActionState.PENDING:
+            session.rollback()
+            return
+        row.state = ActionState.FAILED
+        row.error = str(exc)[:2000]
+        row.finished_at = utcnow()
+        session.add(row)
+        audit.record(
+            session,
+            actor_kind=actor.kind,
+            actor=actor.email,
+            action=f"{spec.name}.failed",
+            target_kind=row.target_kind,
+            target_id=row.target_external_id,
+            reason=row.reason,
+            data=_audit_data(
+                row,
+                account,
+                error=str(exc),
+                code=getattr(exc, "code", ""),
+                request_id=getattr(exc, "request_id", ""),
+                state="failed",
+            ),
+        )
+        session.commit()
+
+
+def _refused(
+    factory: Factory, actor: Actor, spec: Spec, target_ref: str, reason: str, why: str
+) -> None:
+    """Audit a refused attempt (its own transaction: nothing else is written)."""
+    with factory() as session:
+        audit.record(
+            session,
+            actor_kind=actor.kind,
+            actor=actor.email,
+            action=f"{spec.name}.refused",
+            target_kind=target_ref.partition(":")[0],
+            target_id=target_ref.partition(":")[2],
+            reason=reason,
+            data={"refused": why, "role": actor.role.value},
+        )
+        session.commit()
+
+
+def _result(row: GatewayAction, spec: Spec, *, replayed: bool) -> ActionResult:
+    assert row.id is not None
+    result = ActionResult(
+        action_id=row.id,
+        action=row.action,
+        target_kind=row.target_kind,
+        target_external_id=row.target_external_id,
+        response_id=row.response_id,
+        amount=row.amount,
+        currency=row.currency,
+        replayed=replayed,
+        message="",
+    )
+    return replace(result, message=spec.describe(result))
