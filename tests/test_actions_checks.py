@@ -328,3 +328,27 @@ def test_subscription_coupon_tax_id_and_invoice_checks(factory, settings, ledger
         ),
     )
     _nothing_sent(factory)
+
+
+def test_billbox_actions_exports_exactly_its_public_names():
+    """The admin UI and the API build on these; changing the list is deliberate."""
+    assert sorted(actions.__all__) == [
+        "ActionDeclined",
+        "ActionError",
+        "ActionRefused",
+        "ActionResult",
+        "ActionRetryable",
+        "Actor",
+        "PERMISSIONS",
+        "add_tax_id",
+        "apply_coupon",
+        "cancel_subscription",
+        "capture",
+        "check_refund_limit",
+        "create_subscription",
+        "finalize_invoice",
+        "new_idempotency_key",
+        "refund",
+        "void",
+    ]
+    assert actions.PERMISSIONS[Role.FINANCE] == {"refund", "capture", "void", "finalize_invoice"}

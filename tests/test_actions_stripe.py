@@ -688,3 +688,91 @@ def test_coupons_reach_stripe_and_localstripe_s_refusal_changes_nothing(world):
     assert states["sub-with-coupon"] == ActionState.FAILED
     assert states["coupon-key-1"] == ActionState.PENDING
     assert world.audit("apply_coupon") == []
+
+
+class RecordingProxy:
+    """A loopback HTTP proxy in front of localstripe that records each request's headers.
+
+    localstripe ignores ``Idempotency-Key``, so this is how the tests see
+    that the key really travels to the gateway; the answers are
+    localstripe's own, passed through unchanged.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+        import urllib.error
+        import urllib.request
+
+        self.seen: list[tuple[str, str, str | None]] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                proxy.seen.append((self.command, self.path, self.headers.get("Idempotency-Key")))
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
+                }
+                request = urllib.request.Request(
+                    upstream + self.path, data=body, headers=headers, method=self.command
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        status, payload, kept = answer.status, answer.read(), answer.headers
+                except urllib.error.HTTPError as error:
+                    status, payload, kept = error.code, error.read(), error.headers
+                self.send_response(status)
+                self.send_header("Content-Type", kept.get("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_DELETE = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def keys(self, method: str, path_prefix: str) -> list[str | None]:
+        return [k for m, p, k in self.seen if m == method and p.startswith(path_prefix)]
+
+
+def test_the_idempotency_key_travels_to_stripe_with_every_action_request(world):
+    """Refund, capture and cancel each send our key as Stripe's Idempotency-Key header."""
+    proxy = RecordingProxy(world.localstripe)
+    try:
+        via_proxy = world.settings.model_copy(update={"stripe_api_base": proxy.url})
+        payment_id, _intent = paid_through_webhook(world, 2000)
+        actions.refund(
+            world.factory,
+            via_proxy,
+            AGENT,
+            payment_id,
+            300,
+            "EUR",
+            reason="damaged box",
+            idempotency_key="key-travels-1",
+        )
+        authorized_id, _ = authorized(world, 1000)
+        actions.capture(
+            world.factory,
+            via_proxy,
+            AGENT,
+            authorized_id,
+            reason="shipped",
+            idempotency_key="key-travels-2",
+        )
+    finally:
+        proxy.close()
+    assert proxy.keys("POST", "/v1/refunds") == ["key-travels-1"]
+    assert proxy.keys("POST", "/v1/payment_intents/") == ["key-travels-2"]

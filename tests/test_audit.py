@@ -151,3 +151,23 @@ def test_long_fields_are_cut_to_their_columns_and_still_verify(factory):
         row = s.exec(select(AuditEvent)).one()
         assert (len(row.actor), len(row.action), len(row.target_id)) == (254, 64, 64)
         assert verify_chain(s) is None
+
+
+def test_billbox_audit_verify_reports_the_first_broken_row(factory, database_url, monkeypatch):
+    """The CLI says the log is intact, then names the tampered row and exits 1."""
+    from click.testing import CliRunner
+
+    from billbox.cli import cli
+
+    monkeypatch.setenv("BILLBOX_DATABASE_URL", database_url)
+    monkeypatch.setenv("BILLBOX_SECRET_KEY", "test-secret-key-0123456789")
+    ids = _append(factory, 3)
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["audit", "verify"])
+    assert (ok.exit_code, ok.output.strip()) == (0, "audit log intact")
+    with factory() as s:
+        s.execute(sa.text("UPDATE audit_event SET actor = 'x' WHERE id = :id"), {"id": ids[1]})
+        s.commit()
+    broken = runner.invoke(cli, ["audit", "verify"])
+    assert broken.exit_code == 1
+    assert f"audit log broken at row {ids[1]}" in broken.output

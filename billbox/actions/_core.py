@@ -34,7 +34,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, select
 
 from billbox import audit
-from billbox.errors import BillboxError
+from billbox.errors import BillboxError, LedgerError
 from billbox.gateways.base import (
     GatewayDeclined,
     GatewayError,
@@ -272,7 +272,15 @@ def run(
             action_id=action_id,
             retry_after=retry_after,
         ) from exc
-    return _succeed(factory, actor, spec, action_id, account, answer)
+    try:
+        return _succeed(factory, actor, spec, action_id, account, answer)
+    except (LedgerError, ValueError) as exc:
+        raise ActionError(
+            f"{spec.label} was done by {_gateway(account)} ({answer.external_id}), but Billbox "
+            f"could not record its answer ({exc}); the gateway's webhook or a sync will bring "
+            "the ledger up to date. Do not repeat the action with a new key.",
+            action_id=action_id,
+        ) from exc
 
 
 def _gateway(account: GatewayAccount) -> str:
