@@ -776,3 +776,93 @@ def test_the_idempotency_key_travels_to_stripe_with_every_action_request(world):
         proxy.close()
     assert proxy.keys("POST", "/v1/refunds") == ["key-travels-1"]
     assert proxy.keys("POST", "/v1/payment_intents/") == ["key-travels-2"]
+
+
+def test_simultaneous_clicks_with_one_key_reach_stripe_once(world):
+    """Four threads refund with the same key at once: one refund at Stripe (which here,
+    being localstripe, would not deduplicate by key itself); the others see the stored
+    outcome or are told the action is in progress."""
+    payment_id, intent_id = paid_through_webhook(world, 4000)
+    start = threading.Barrier(4)
+    outcomes: list[object] = []
+
+    def click() -> None:
+        start.wait()
+        try:
+            outcomes.append(
+                actions.refund(
+                    world.factory,
+                    world.settings,
+                    AGENT,
+                    payment_id,
+                    900,
+                    "EUR",
+                    reason="simultaneous",
+                    idempotency_key="same-key-4-threads",
+                )
+            )
+        except ActionRetryable as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=click) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(outcomes) == 4
+    done = [o for o in outcomes if not isinstance(o, ActionRetryable)]
+    assert done and all("in progress" in str(o) for o in outcomes if o not in done)
+    assert len(refunds_at_stripe(world, intent_id)) == 1
+    assert world.payment(payment_id).amount_refunded == 900
+    assert len(world.audit("refund")) == 1
+
+
+def test_a_pending_action_left_by_a_dead_process_is_sent_again_with_its_key(world):
+    """A pending row older than the attempt lease is retried with its stored request."""
+    from datetime import timedelta
+
+    from billbox.actions._core import ATTEMPT_LEASE
+    from billbox.models import utcnow
+
+    payment_id, intent_id = paid_through_webhook(world, 3000)
+    with world.factory() as s:
+        account = ensure_env_account(s, GatewayKind.STRIPE)
+        assert account.id is not None
+        s.add(
+            GatewayAction(
+                idempotency_key="left-by-a-crash",
+                account_id=account.id,
+                action="refund",
+                target_kind="payment",
+                target_external_id=intent_id,
+                actor="ana@example.org",
+                reason="crashed before the answer",
+                amount=1200,
+                currency="EUR",
+                state=ActionState.PENDING,
+                request={
+                    "payment": intent_id,
+                    "amount": 1200,
+                    "currency": "EUR",
+                    "reason": "crashed before the answer",
+                    "target_ref": f"payment:{payment_id}",
+                    "actor_kind": "user",
+                },
+                created_at=utcnow() - ATTEMPT_LEASE - timedelta(seconds=1),
+            )
+        )
+        s.commit()
+    # The second click asks for a different amount; the stored request is what is sent.
+    result = actions.refund(
+        world.factory,
+        world.settings,
+        AGENT,
+        payment_id,
+        50,
+        "EUR",
+        reason="crashed before the answer",
+        idempotency_key="left-by-a-crash",
+    )
+    assert (result.amount, result.replayed) == (1200, False)
+    assert [r.amount for r in refunds_at_stripe(world, intent_id)] == [1200]
+    assert world.payment(payment_id).amount_refunded == 1200

@@ -24,7 +24,8 @@ from billbox.actions._billing import (
     create_subscription,
     finalize_invoice,
 )
-from billbox.actions._core import (
+from billbox.actions._payments import capture, check_refund_limit, refund, void
+from billbox.actions._types import (
     PERMISSIONS,
     ActionDeclined,
     ActionError,
@@ -34,7 +35,6 @@ from billbox.actions._core import (
     Actor,
     new_idempotency_key,
 )
-from billbox.actions._payments import capture, check_refund_limit, refund, void
 
 __all__ = [
     "PERMISSIONS",

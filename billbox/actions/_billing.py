@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from billbox.actions._core import (
+from billbox.actions._core import run
+from billbox.actions._types import (
     ActionRefused,
     ActionResult,
     Actor,
@@ -17,7 +18,6 @@ from billbox.actions._core import (
     Plan,
     Request,
     Spec,
-    run,
 )
 from billbox.customers import account_namespace, find_by_identity
 from billbox.gateways.base import Capability, NormalisedObject

@@ -10,9 +10,11 @@ locks for seconds and, on SQLite, block every other writer):
    ``pending`` :class:`~billbox.models.GatewayAction` row holding the exact
    request, then commits.
 2. The adapter is called with the row's request and the same idempotency
-   key. A ``pending`` row found later (a crash, a timeout, a concurrent
-   click) repeats this call with the same key and the same parameters, and
-   the gateway's idempotency answers with the first result.
+   key. A ``pending`` row found later repeats this call with the same key
+   and the same parameters, and the gateway's idempotency answers with the
+   first result; at most one attempt per row is in flight at a time (see
+   :func:`_claim`), so simultaneous clicks reach the gateway once even
+   where it does not honour idempotency keys (localstripe).
 3. Transaction 2: the gateway's answer is applied through the ledger, the
    row becomes ``succeeded`` and the audit event is written, all or nothing.
 
@@ -24,17 +26,29 @@ A refusal by the gateway marks the row ``failed`` and audits the attempt
 from __future__ import annotations
 
 import re
-import secrets
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable
+from datetime import timedelta
 
+from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billbox import audit
-from billbox.errors import BillboxError, LedgerError
+from billbox.actions._types import (
+    PERMISSIONS,
+    ActionDeclined,
+    ActionError,
+    ActionRefused,
+    ActionResult,
+    ActionRetryable,
+    Actor,
+    Factory,
+    Plan,
+    Spec,
+    gateway_name,
+    result_of,
+)
+from billbox.errors import LedgerError
 from billbox.gateways.base import (
     GatewayDeclined,
     GatewayError,
@@ -42,151 +56,16 @@ from billbox.gateways.base import (
     NormalisedObject,
     UnsupportedAction,
 )
-from billbox.gateways.registry import ActingAdapter, adapter_for
-from billbox.models import (
-    ActionState,
-    ActorKind,
-    GatewayAccount,
-    GatewayAction,
-    Role,
-    utcnow,
-)
-from billbox.money import Money
+from billbox.gateways.registry import adapter_for
+from billbox.models import ActionState, GatewayAccount, GatewayAction, utcnow
 from billbox.settings import Settings
 from billbox.webhooks import apply_objects
 
-Factory = sessionmaker[Session]
-Request = dict[str, Any]
-
-#: Which role may run which action. Admins and agents act on customers'
-#: billing; finance moves money (refund, capture, void) and issues invoices
-#: but does not change subscriptions, coupons or tax ids.
-ALL_ACTIONS = frozenset(
-    {
-        "refund",
-        "capture",
-        "void",
-        "cancel_subscription",
-        "create_subscription",
-        "apply_coupon",
-        "add_tax_id",
-        "finalize_invoice",
-    }
-)
-PERMISSIONS: Mapping[Role, frozenset[str]] = {
-    Role.ADMIN: ALL_ACTIONS,
-    Role.AGENT: ALL_ACTIONS,
-    Role.FINANCE: frozenset({"refund", "capture", "void", "finalize_invoice"}),
-}
+#: How long an attempt may be in flight before its row counts as abandoned by a dead
+#: process; longer than the Stripe SDK's worst case (10 s timeout, 2 retries).
+ATTEMPT_LEASE = timedelta(seconds=90)
 
 _KEY = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
-
-
-class ActionError(BillboxError):
-    """An action did not (or not yet) happen; ``str(error)`` is written for the agent.
-
-    ::
-
-        ActionError
-        ├── ActionRefused    our checks said no; nothing was sent to the gateway
-        ├── ActionDeclined   the gateway said no; the attempt is audited
-        └── ActionRetryable  the gateway could not be reached; retry with the same key
-    """
-
-    def __init__(self, message: str, *, action_id: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.action_id = action_id
-
-
-class ActionRefused(ActionError):
-    """Refused by Billbox before any gateway call (permission, limit, state, amount)."""
-
-
-class ActionDeclined(ActionError):
-    """The gateway refused; ``code``/``request_id`` are the gateway's, kept in the audit log."""
-
-    def __init__(
-        self, message: str, *, action_id: int | None = None, code: str = "", request_id: str = ""
-    ) -> None:
-        super().__init__(message, action_id=action_id)
-        self.code = code
-        self.request_id = request_id
-
-
-class ActionRetryable(ActionError):
-    """The outcome is not known yet; the same idempotency key can safely be tried again."""
-
-    def __init__(
-        self, message: str, *, action_id: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message, action_id=action_id)
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts: a staff user (email) or an API token (its name), with its role."""
-
-    email: str
-    role: Role
-    kind: ActorKind = ActorKind.USER
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    """What happened, as stored on the action row; ``replayed`` when the key was seen before."""
-
-    action_id: int
-    action: str
-    target_kind: str
-    target_external_id: str
-    response_id: str | None
-    amount: int | None
-    currency: str | None
-    replayed: bool
-    message: str
-
-
-def new_idempotency_key() -> str:
-    """A fresh key; a form renders one so that a double submit sends the same key twice."""
-    return secrets.token_urlsafe(24)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What transaction 1 decided to send, once every check passed."""
-
-    account: GatewayAccount
-    target_kind: str
-    target_external_id: str
-    request: Request
-    amount: int | None = None
-    currency: str | None = None
-
-
-#: Calls the adapter with a stored request; must only read ``request``, so a retry repeats it.
-Call = Callable[[ActingAdapter, Request, str], NormalisedObject]
-#: Applies extra ledger changes after the normalised answer is applied (same transaction).
-Extra = Callable[[Session, GatewayAccount, Request, NormalisedObject], None]
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One kind of action: its name, the capability it needs, how to call and describe it."""
-
-    name: str
-    capability: str
-    label: str  # "Refund", for messages: "Refund refused by Stripe: …"
-    call: Call
-    describe: Callable[[ActionResult], str]
-    after_apply: Extra | None = None
-
-
-def money_text(amount: int | None, currency: str | None) -> str:
-    if amount is None or currency is None:
-        return ""
-    return str(Money(amount, currency))
 
 
 def run(
@@ -228,7 +107,7 @@ def run(
                 adapter = adapter_for(plan.account, settings)
                 if spec.capability not in adapter.capabilities:
                     raise UnsupportedAction(
-                        f"{_gateway(plan.account)} does not support this action"
+                        f"{gateway_name(plan.account)} does not support this action"
                     )
             except (ActionRefused, UnsupportedAction) as exc:
                 session.rollback()
@@ -236,15 +115,21 @@ def run(
                 if isinstance(exc, ActionRefused):
                     raise
                 raise ActionRefused(f"{spec.label}: {exc}") from exc
-            row = _insert(session, actor, spec, plan, target_ref, reason, idempotency_key)
+            row, owned = _insert(session, actor, spec, plan, target_ref, reason, idempotency_key)
         else:
             _same_request(row, spec, target_ref)
-            adapter = None
+            adapter, owned = None, False
         if row.state == ActionState.SUCCEEDED:
-            return _result(row, spec, replayed=True)
+            return result_of(row, spec, replayed=True)
         if row.state == ActionState.FAILED:
             raise ActionDeclined(
                 f"{spec.label} was already refused with this key: {row.error}",
+                action_id=row.id,
+            )
+        if not owned and not _claim(session, row):
+            raise ActionRetryable(
+                f"{spec.label} with this idempotency key is already in progress; look again in "
+                "a few seconds (repeating it with the same key is safe).",
                 action_id=row.id,
             )
         account = session.get(GatewayAccount, row.account_id)
@@ -258,15 +143,16 @@ def run(
     except (GatewayDeclined, UnsupportedAction) as exc:
         _fail(factory, actor, spec, action_id, account, exc)
         raise ActionDeclined(
-            f"{spec.label} refused by {_gateway(account)}: {exc}",
+            f"{spec.label} refused by {gateway_name(account)}: {exc}",
             action_id=action_id,
             code=getattr(exc, "code", ""),
             request_id=getattr(exc, "request_id", ""),
         ) from exc
     except GatewayError as exc:
+        _release(factory, action_id)
         retry_after = exc.retry_after if isinstance(exc, GatewayUnavailable) else None
         raise ActionRetryable(
-            f"{spec.label}: {_gateway(account)} could not be reached or did not answer clearly "
+            f"{spec.label}: {gateway_name(account)} could not be reached or did not answer clearly "
             f"({exc}). Nothing is recorded as done; try again with the same request "
             "(idempotency key) and the gateway will act at most once.",
             action_id=action_id,
@@ -275,16 +161,13 @@ def run(
     try:
         return _succeed(factory, actor, spec, action_id, account, answer)
     except (LedgerError, ValueError) as exc:
+        _release(factory, action_id)
         raise ActionError(
-            f"{spec.label} was done by {_gateway(account)} ({answer.external_id}), but Billbox "
+            f"{spec.label} was done by {gateway_name(account)} ({answer.external_id}), but Billbox "
             f"could not record its answer ({exc}); the gateway's webhook or a sync will bring "
             "the ledger up to date. Do not repeat the action with a new key.",
             action_id=action_id,
         ) from exc
-
-
-def _gateway(account: GatewayAccount) -> str:
-    return account.gateway.value.capitalize() if account.gateway.value != "paypal" else "PayPal"
 
 
 def _find(session: Session, key: str, *, lock: bool = False) -> GatewayAction | None:
@@ -310,7 +193,8 @@ def _insert(
     target_ref: str,
     reason: str,
     key: str,
-) -> GatewayAction:
+) -> tuple[GatewayAction, bool]:
+    """Insert the pending row; ``(row, True)``, or the row a concurrent click inserted first."""
     assert plan.account.id is not None
     row = GatewayAction(
         idempotency_key=key,
@@ -333,8 +217,47 @@ def _insert(
         existing = _find(session, key)
         assert existing is not None
         _same_request(existing, spec, target_ref)
-        return existing
-    return row
+        return existing, False
+    return row, True
+
+
+def _claim(session: Session, row: GatewayAction) -> bool:
+    """Whether this caller may (re)send a pending action; at most one attempt runs at a time.
+
+    A pending row's ``finished_at`` is when its last attempt ended without
+    an answer (gateway unreachable): the first caller to clear it owns the
+    next attempt, so simultaneous clicks never both reach the gateway. With
+    ``finished_at`` unset an attempt is in flight, unless the row is older
+    than :data:`ATTEMPT_LEASE` (the process died mid-call): then the call is
+    repeated with the same key and the gateway's idempotency answers it.
+    """
+    if row.finished_at is None:
+        return utcnow() - row.created_at > ATTEMPT_LEASE
+    claimed = session.execute(
+        sa_update(GatewayAction)
+        .where(
+            col(GatewayAction.id) == row.id,
+            col(GatewayAction.state) == ActionState.PENDING,
+            col(GatewayAction.finished_at).is_not(None),
+        )
+        .values(finished_at=None)
+    )
+    session.commit()
+    return bool(getattr(claimed, "rowcount", 0) == 1)
+
+
+def _release(factory: Factory, action_id: int) -> None:
+    """Mark the attempt as over (row still pending) so the next click may try again at once."""
+    with factory() as session:
+        session.execute(
+            sa_update(GatewayAction)
+            .where(
+                col(GatewayAction.id) == action_id,
+                col(GatewayAction.state) == ActionState.PENDING,
+            )
+            .values(finished_at=utcnow())
+        )
+        session.commit()
 
 
 def _audit_data(row: GatewayAction, account: GatewayAccount, **more: object) -> dict[str, object]:
@@ -362,7 +285,7 @@ def _succeed(
         row = session.get(GatewayAction, action_id, with_for_update=True)
         assert row is not None
         if row.state == ActionState.SUCCEEDED:  # a concurrent click finished first
-            return _result(row, spec, replayed=True)
+            return result_of(row, spec, replayed=True)
         account = session.merge(account)
         apply_objects(session, account, [answer])
         if spec.after_apply is not None:
@@ -383,7 +306,7 @@ def _succeed(
             data=_audit_data(row, account, response_id=row.response_id, state="succeeded"),
         )
         session.commit()
-        return _result(row, spec, replayed=False)
+        return result_of(row, spec, replayed=False)
 
 
 def _fail(
@@ -440,19 +363,3 @@ def _refused(
             data={"refused": why, "role": actor.role.value},
         )
         session.commit()
-
-
-def _result(row: GatewayAction, spec: Spec, *, replayed: bool) -> ActionResult:
-    assert row.id is not None
-    result = ActionResult(
-        action_id=row.id,
-        action=row.action,
-        target_kind=row.target_kind,
-        target_external_id=row.target_external_id,
-        response_id=row.response_id,
-        amount=row.amount,
-        currency=row.currency,
-        replayed=replayed,
-        message="",
-    )
-    return replace(result, message=spec.describe(result))

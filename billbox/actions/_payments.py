@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from billbox.actions._core import (
+from billbox.actions._core import run
+from billbox.actions._types import (
     ActionRefused,
     ActionResult,
     Actor,
@@ -19,7 +20,6 @@ from billbox.actions._core import (
     Request,
     Spec,
     money_text,
-    run,
 )
 from billbox.gateways.base import Capability, NormalisedObject
 from billbox.gateways.registry import ActingAdapter
