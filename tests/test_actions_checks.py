@@ -236,7 +236,10 @@ def test_a_stored_outcome_is_returned_without_calling_the_gateway(factory, setti
                 amount=700,
                 currency="EUR",
                 state=ActionState.SUCCEEDED,
-                request={"target_ref": f"payment:{ledger['paid']}"},
+                request={
+                    "target_ref": f"payment:{ledger['paid']}",
+                    "args": {"amount": 700, "currency": "EUR"},
+                },
                 response_id="re_first",
             )
         )
@@ -244,8 +247,10 @@ def test_a_stored_outcome_is_returned_without_calling_the_gateway(factory, setti
     result = _refund(factory, settings, AGENT, ledger["paid"], 700, key="clicked-twice")
     assert (result.replayed, result.response_id) == (True, "re_first")
     assert "7.00 EUR" in result.message
-    with pytest.raises(ActionRefused, match="already used for refund of payment:"):
+    with pytest.raises(ActionRefused, match="already used for another request"):
         _refund(factory, settings, AGENT, ledger["partly"], 700, key="clicked-twice")
+    with pytest.raises(ActionRefused, match="already used for another request"):
+        _refund(factory, settings, AGENT, ledger["paid"], 701, key="clicked-twice")
 
 
 def test_without_a_reachable_gateway_the_action_stays_pending(factory, settings, ledger):

