@@ -262,6 +262,11 @@ def test_without_a_reachable_gateway_the_action_stays_pending(factory, settings,
         payment = s.get(Payment, ledger["paid"])
     assert row.state == ActionState.PENDING and (row.amount, row.currency) == (100, "EUR")
     assert payment is not None and payment.amount_refunded == 0
+    # The pending 1.00 EUR counts against what remains until its key is retried.
+    with pytest.raises(ActionRefused, match=r"1\.00 EUR in refunds still in progress"):
+        _refund(factory, settings, ADMIN, ledger["paid"], 8901, key="key-00000009")
+    with pytest.raises(ActionRetryable):
+        _refund(factory, settings, ADMIN, ledger["paid"], 8900, key="key-00000010")
 
 
 def test_an_account_without_known_credentials_cannot_act(factory, settings, ledger):

@@ -866,3 +866,39 @@ def test_a_pending_action_left_by_a_dead_process_is_sent_again_with_its_key(worl
     assert (result.amount, result.replayed) == (1200, False)
     assert [r.amount for r in refunds_at_stripe(world, intent_id)] == [1200]
     assert world.payment(payment_id).amount_refunded == 1200
+
+
+def test_two_agents_refunding_one_payment_at_once_cannot_refund_more_than_was_paid(world):
+    """30 EUR each of a 40 EUR payment, different keys, same moment: one refund, one refusal."""
+    payment_id, intent_id = paid_through_webhook(world, 4000)
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def click(key: str) -> None:
+        start.wait()
+        try:
+            outcomes.append(
+                actions.refund(
+                    world.factory,
+                    world.settings,
+                    ADMIN,
+                    payment_id,
+                    3000,
+                    "EUR",
+                    reason="both saw the ticket",
+                    idempotency_key=key,
+                )
+            )
+        except ActionRefused as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=click, args=(f"agent-{i}-key",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    refused = [o for o in outcomes if isinstance(o, ActionRefused)]
+    assert len(outcomes) == 2 and len(refused) == 1
+    assert "can still be refunded" in str(refused[0])
+    assert [r.amount for r in refunds_at_stripe(world, intent_id)] == [3000]
+    assert world.payment(payment_id).amount_refunded == 3000

@@ -8,7 +8,8 @@ refunds, the actor's role limit from ``BILLBOX_REFUND_LIMITS``.
 
 from __future__ import annotations
 
-from sqlmodel import Session
+from sqlalchemy import func
+from sqlmodel import Session, select
 
 from billbox.actions._core import run
 from billbox.actions._types import (
@@ -23,7 +24,7 @@ from billbox.actions._types import (
 )
 from billbox.gateways.base import Capability, NormalisedObject
 from billbox.gateways.registry import ActingAdapter
-from billbox.models import GatewayAccount, Payment, PaymentStatus
+from billbox.models import ActionState, GatewayAccount, GatewayAction, Payment, PaymentStatus
 from billbox.money import check_currency
 from billbox.settings import Settings
 
@@ -31,12 +32,31 @@ _REFUNDABLE = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED)
 
 
 def _payment(session: Session, payment_id: int) -> tuple[Payment, GatewayAccount]:
-    payment = session.get(Payment, payment_id)
+    """The payment, locked until transaction 1 ends so two checks of it run one after the other."""
+    payment = session.get(Payment, payment_id, with_for_update=True)
     if payment is None:
         raise ActionRefused(f"There is no payment #{payment_id}.")
     account = session.get(GatewayAccount, payment.account_id)
     assert account is not None
     return payment, account
+
+
+def _refunds_in_flight(session: Session, payment: Payment) -> int:
+    """Minor units in refund actions sent (or about to be) whose answer is not in yet.
+
+    They count against what remains refundable, so two agents refunding
+    the same payment at once cannot together refund more than was paid.
+    A pending refund keeps counting until it is retried with its key.
+    """
+    total = session.exec(
+        select(func.coalesce(func.sum(GatewayAction.amount), 0)).where(
+            GatewayAction.account_id == payment.account_id,
+            GatewayAction.action == "refund",
+            GatewayAction.target_external_id == payment.external_id,
+            GatewayAction.state == ActionState.PENDING,
+        )
+    ).one()
+    return int(total or 0)
 
 
 def _state_refusal(payment: Payment, what: str) -> ActionRefused:
@@ -121,15 +141,22 @@ def refund(
                 f"Payment {payment.external_id} is in {payment.currency}; it cannot be "
                 f"refunded in {wanted}."
             )
-        remaining = payment.amount - payment.amount_refunded
+        in_flight = _refunds_in_flight(session, payment)
+        remaining = payment.amount - payment.amount_refunded - in_flight
         value = remaining if amount is None else amount
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ActionRefused("The refund amount must be more than zero.")
         if value > remaining:
+            pending = (
+                f", {money_text(in_flight, wanted)} in refunds still in progress"
+                if in_flight
+                else ""
+            )
             raise ActionRefused(
-                f"Only {money_text(remaining, wanted)} of payment {payment.external_id} can "
-                f"still be refunded ({money_text(payment.amount_refunded, wanted)} of "
-                f"{money_text(payment.amount, wanted)} already refunded)."
+                f"Only {money_text(max(remaining, 0), wanted)} of payment "
+                f"{payment.external_id} can still be refunded "
+                f"({money_text(payment.amount_refunded, wanted)} of "
+                f"{money_text(payment.amount, wanted)} already refunded{pending})."
             )
         check_refund_limit(settings, actor, value, wanted)
         return Plan(
