@@ -89,14 +89,14 @@ class Settings(BaseSettings):
     imap_url: str = ""
     log_level: str = "INFO"
     log_format: str = "json"
-    sweep_interval: float = Field(default=30.0, gt=0)
-    job_stale_after: float = Field(default=60.0, gt=0)
-    job_lease: float = Field(default=300.0, gt=0)
-    worker_threads: int = Field(default=4, ge=1, le=64)
     # Largest single refund per role and currency, minor units:
     # "agent=EUR:50000;USD:50000;finance=EUR:500000". A listed role may refund
     # only in its listed currencies; roles not listed are not limited.
     refund_limits: str = ""
+    sweep_interval: float = Field(default=30.0, gt=0)
+    job_stale_after: float = Field(default=60.0, gt=0)
+    job_lease: float = Field(default=300.0, gt=0)
+    worker_threads: int = Field(default=4, ge=1, le=64)
 
     stripe_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("STRIPE_API_KEY", "stripe_api_key")
