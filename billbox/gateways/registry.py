@@ -41,8 +41,8 @@ def adapter_for(account: GatewayAccount, settings: Settings) -> ActingAdapter:
         from billbox.gateways.stripe import StripeGateway
 
         return StripeGateway.from_settings(settings)
-    # PayPal: add the branch here, e.g.
-    #     if account.gateway == GatewayKind.PAYPAL:
-    #         from billbox.gateways.paypal import PayPalGateway
-    #         return PayPalGateway.from_settings(settings)
+    if account.gateway == GatewayKind.PAYPAL:
+        from billbox.gateways.paypal import PayPalGateway
+
+        return PayPalGateway.from_settings(settings)
     raise UnsupportedAction(f"Billbox cannot act on {account.gateway.value} accounts yet")
