@@ -86,3 +86,25 @@ class OpenAPI:
                 for i, item in enumerate(value):
                     errors += self.validate(schema["items"], item, f"{path}[{i}]")
         return errors
+
+    def example(self, schema: dict[str, Any]) -> Any:
+        """A value shaped like ``schema`` from the spec's own ``example`` fields."""
+        schema = self.resolve(schema)
+        if "example" in schema:
+            return schema["example"]
+        if "allOf" in schema:
+            merged: dict[str, Any] = {}
+            for sub in schema["allOf"]:
+                value = self.example(sub)
+                if isinstance(value, dict):
+                    merged.update(value)
+            return merged
+        for key in ("oneOf", "anyOf"):
+            if key in schema:
+                return self.example(schema[key][0])
+        kind = schema.get("type", "object" if "properties" in schema else None)
+        if kind == "object":
+            return {k: self.example(v) for k, v in (schema.get("properties") or {}).items()}
+        if kind == "array":
+            return []
+        return {"string": "", "integer": 0, "number": 0, "boolean": False}.get(kind or "")
