@@ -101,6 +101,16 @@ def test_a_dropped_create_response_is_retried_without_a_second_conversation(
     assert len(fake.threads[int(ticket.ticket_id)]) == 2
 
 
+def test_a_create_answered_after_the_timeout_is_not_repeated(fake: HelpScoutFake) -> None:
+    """The fake commits, then answers after the client gave up; the retry reuses the first."""
+    hs = client(fake, timeout=0.3)
+    fake.delay("POST", "/v2/conversations", 1.0)
+    with pytest.raises(HelpdeskUnavailable, match="timed out"):
+        hs.create_ticket(ANA, "Double charge", first(), NOTE)
+    ticket = hs.create_ticket(ANA, "Double charge", first(), NOTE)
+    assert list(fake.conversations) == [int(ticket.ticket_id)]
+
+
 def test_a_reply_whose_note_failed_gets_only_the_note_on_retry(fake: HelpScoutFake) -> None:
     """The reply landed, the note got a 503; the retry adds the note, not the reply again."""
     hs = client(fake)

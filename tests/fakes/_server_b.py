@@ -5,6 +5,7 @@ Each fake registers routes (method + path regex → handler) and an
 
 * ``fail(method, pattern, status=429, headers={"Retry-After": "7"}, body=…)``
   answers that status *instead of* handling the request;
+* ``delay(method, pattern, seconds)`` handles it and answers too late;
 * ``drop(method, pattern)`` *handles* the request (the create is committed)
   and then closes the connection without an answer, which the client sees as
   a dropped response — exactly the case where a blind retry would duplicate.
@@ -20,6 +21,7 @@ import json
 import re
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,7 +59,8 @@ class _Scripted:
     method: str
     pattern: re.Pattern[str]
     times: int
-    response: FakeResponse | None  # None = drop after handling
+    response: FakeResponse | None  # None = drop (or delay) after handling
+    delay: float = 0.0  # > 0: answer only after this many seconds (past the client's timeout)
 
 
 Handler = Callable[[FakeRequest], FakeResponse]
@@ -101,6 +104,13 @@ class FakeServer:
     def drop(self, method: str, pattern: str, times: int = 1) -> None:
         with self.lock:
             self._scripted.append(_Scripted(method, re.compile(f"^{pattern}$"), times, None))
+
+    def delay(self, method: str, pattern: str, seconds: float, times: int = 1) -> None:
+        """Handle the request now, answer after ``seconds``: the client times out first."""
+        with self.lock:
+            self._scripted.append(
+                _Scripted(method, re.compile(f"^{pattern}$"), times, None, delay=seconds)
+            )
 
     def authenticate(self, req: FakeRequest) -> FakeResponse | None:
         """Return an error response to refuse the request; ``None`` lets it through."""
@@ -163,6 +173,11 @@ class FakeServer:
             self._send(h, scripted.response)
             return
         resp = self.authenticate(req) or self._handle(req)
+        if scripted is not None and scripted.delay:
+            time.sleep(scripted.delay)
+            with contextlib.suppress(OSError):
+                self._send(h, resp)
+            return
         if scripted is not None:  # drop: the work is done, the answer never arrives
             h.close_connection = True
             with contextlib.suppress(OSError):
