@@ -81,6 +81,17 @@ def test_create_finds_or_makes_the_contact_and_adds_an_admin_note(fake: Intercom
     assert len(fake.contacts) == 1 and len(fake.conversations) == 2
 
 
+def test_a_contact_created_meanwhile_is_found_after_the_409(fake: IntercomFake) -> None:
+    """Search says none, create says 409 (made meanwhile): the client searches again and uses it."""
+    ic = client(fake)
+    ic.create_ticket(ANA, "First", MessageBody(text="x", message_id="<a@x>"), None)
+    empty = {"type": "list", "data": [], "total_count": 0}
+    fake.fail("POST", "/contacts/search", 200, empty)
+    ic.create_ticket(ANA, "Second", MessageBody(text="y", message_id="<b@x>"), None)
+    assert len(fake.contacts) == 1 and len(fake.conversations) == 2
+    assert len(fake.calls("POST", "/contacts")) == 2  # the second one answered 409
+
+
 def test_append_replies_as_the_user_and_never_twice(fake: IntercomFake) -> None:
     """A reply is a user comment by email, then a note; pushing it again adds nothing."""
     ic = client(fake)

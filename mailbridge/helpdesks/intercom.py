@@ -169,17 +169,32 @@ class Intercom:
 
     def _contact_id(self, requester: Requester) -> str:
         """The contact for this email: searched first, created only if Intercom has none."""
-        search = {"query": {"field": "email", "operator": "=", "value": requester.email}}
-        found = self._http.request("POST", "/contacts/search", json_body=search).json() or {}
-        for contact in found.get("data") or []:
-            return str(contact["id"])
+        found = self._search_contact(requester.email)
+        if found:
+            return found
         payload: dict[str, Any] = {"role": "user", "email": requester.email}
         if requester.name:
             payload["name"] = requester.name
-        created = self._http.request("POST", "/contacts", json_body=payload).json() or {}
+        try:
+            created = self._http.request("POST", "/contacts", json_body=payload).json() or {}
+        except HelpdeskError as exc:
+            # 409: someone (another worker, Intercom's own mail intake) made it meanwhile.
+            if exc.status != 409:
+                raise
+            found = self._search_contact(requester.email)
+            if not found:
+                raise
+            return found
         if not created.get("id"):
             raise HelpdeskError("Intercom: created a contact but got no id")
         return str(created["id"])
+
+    def _search_contact(self, email: str) -> str | None:
+        search = {"query": {"field": "email", "operator": "=", "value": email}}
+        found = self._http.request("POST", "/contacts/search", json_body=search).json() or {}
+        for contact in found.get("data") or []:
+            return str(contact["id"])
+        return None
 
     def _ensure_note(
         self, conv_id: str, mid: str | None, note: BillingNote, bodies: list[str] | None
