@@ -102,6 +102,7 @@ def test_append_threads_into_the_conversation_once(fake: FrontFake) -> None:
     fr.append_reply(ticket.ticket_id, ANA, REPLY, NOTE)
     assert fr.has_message(ticket.ticket_id, "<m2@mail.example>")
     fr.append_reply(ticket.ticket_id, ANA, REPLY, NOTE)
+    assert fr.has_message(ticket.ticket_id, "<m1@mail.example>")  # on page 2 (one per page)
     assert len(fake.conv_messages[ticket.ticket_id]) == 2
     assert len(fake.comments[ticket.ticket_id]) == 1
     sent = fake.calls("POST", "/inboxes/inb_55/imported_messages")[-1].json

@@ -78,6 +78,8 @@ def test_append_adds_a_customer_thread_and_a_note_once(fake: HelpScoutFake) -> N
     assert out.message_id is not None
     assert hs.has_message(ticket.ticket_id, "<m2@mail.example>")
     hs.append_reply(ticket.ticket_id, ANA, reply, NOTE)
+    # The first message is on the second page of threads (newest first, 2 per page).
+    assert hs.has_message(ticket.ticket_id, "<m1@mail.example>")
     assert [t["type"] for t in fake.threads[int(ticket.ticket_id)]] == [
         "customer",
         "note",
@@ -123,6 +125,8 @@ def test_a_reply_whose_note_failed_gets_only_the_note_on_retry(fake: HelpScoutFa
         hs.append_reply(ticket.ticket_id, ANA, reply, NOTE)
     assert err.value.status == 503
     hs.append_reply(ticket.ticket_id, ANA, reply, NOTE)
+    # The first message is on the second page of threads (newest first, 2 per page).
+    assert hs.has_message(ticket.ticket_id, "<m1@mail.example>")
     assert [t["type"] for t in fake.threads[int(ticket.ticket_id)]] == [
         "customer",
         "customer",
