@@ -46,3 +46,16 @@ def adapter_for(account: GatewayAccount, settings: Settings) -> ActingAdapter:
 
         return PayPalGateway.from_settings(settings)
     raise UnsupportedAction(f"Billbox cannot act on {account.gateway.value} accounts yet")
+
+
+def capabilities_of(gateway: GatewayKind) -> frozenset[str]:
+    """What an adapter for ``gateway`` can do (no credentials needed); the admin shows these."""
+    if gateway == GatewayKind.STRIPE:
+        from billbox.gateways.stripe import StripeGateway
+
+        return StripeGateway.capabilities
+    if gateway == GatewayKind.PAYPAL:
+        from billbox.gateways.paypal import PayPalGateway
+
+        return PayPalGateway.capabilities
+    return frozenset()
