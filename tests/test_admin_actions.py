@@ -203,3 +203,43 @@ def test_refusals_are_shown_and_change_nothing(shop):
     assert refunds_at_stripe(shop) == 0 and notes(shop) == []
     with shop.factory() as s:
         assert s.get(Payment, shop.payment_id).amount_refunded == 0
+
+
+def test_the_api_runs_actions_with_the_token_as_actor(shop):
+    from billbox.api_tokens import create_token
+
+    with shop.factory() as s:
+        secret = create_token(s, "zendesk-app", Role.AGENT).secret
+        finance = create_token(s, "books", Role.FINANCE).secret
+        s.commit()
+    client = shop.app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    body = {"target": shop.payment_id, "amount": 300, "reason": "API goodwill",
+            "idempotency_key": "zd-1"}  # fmt: skip
+    first = client.post("/api/v1/actions/refund", json=body, headers=headers)
+    assert first.status_code == 200, first.get_json()
+    assert first.get_json()["amount"] == 300 and first.get_json()["replayed"] is False
+    again = client.post("/api/v1/actions/refund", json=body, headers=headers)
+    assert again.get_json()["replayed"] is True
+    assert refunds_at_stripe(shop) == 1
+    with shop.factory() as s:
+        event = s.exec(select(AuditEvent).where(AuditEvent.action == "refund")).one()
+    assert (event.actor, event.actor_kind.value) == ("zendesk-app", "api_token")
+
+    too_much = client.post(
+        "/api/v1/actions/refund",
+        json={**body, "amount": 10_000, "idempotency_key": "zd-2"},
+        headers=headers,
+    )
+    assert too_much.status_code == 422 and too_much.get_json()["error"]["code"] == "refused"
+    finance_cancel = client.post(
+        "/api/v1/actions/cancel_subscription",
+        json={"target": 1, "reason": "x", "idempotency_key": "f-1"},
+        headers={"Authorization": f"Bearer {finance}"},
+    )
+    assert finance_cancel.status_code in (404, 422)
+    assert (
+        client.post("/api/v1/actions/refund", json={"target": "x"}, headers=headers).status_code
+        == 400
+    )
+    assert client.post("/api/v1/actions/explode", json={}, headers=headers).status_code == 404
