@@ -456,6 +456,26 @@ def status(as_json: bool) -> None:
     click.echo(f"broker: {report['broker']}")
 
 
+@cli.group()
+def audit() -> None:
+    """The hash-chained audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check every audit row's hash and link; exit 1 naming the first broken row."""
+    settings = _settings()
+    engine = _engine_at_head(settings)
+    from billbox.audit import verify_chain
+    from billbox.db import session_factory
+
+    with session_factory(engine)() as session:
+        broken = verify_chain(session)
+    if broken is not None:
+        _fail(f"audit log broken at row {broken}: it or the row before it was changed", code=1)
+    click.echo("audit log intact")
+
+
 def _broker_health(settings: Settings) -> str:
     from workers.broker import build_broker, ping_broker
 

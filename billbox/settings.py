@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     imap_url: str = ""
     log_level: str = "INFO"
     log_format: str = "json"
+    # Largest single refund per role and currency, minor units:
+    # "agent=EUR:50000;USD:50000;finance=EUR:500000". A listed role may refund
+    # only in its listed currencies; roles not listed are not limited.
+    refund_limits: str = ""
     sweep_interval: float = Field(default=30.0, gt=0)
     job_stale_after: float = Field(default=60.0, gt=0)
     job_lease: float = Field(default=300.0, gt=0)
@@ -259,6 +263,12 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("refund_limits")
+    @classmethod
+    def _refund_limits(cls, value: str) -> str:
+        parse_refund_limits(value)
+        return value
+
     @field_validator("log_format")
     @classmethod
     def _log_format(cls, value: str) -> str:
@@ -310,10 +320,62 @@ class Settings(BaseSettings):
     def smtp_address(self) -> tuple[str, int]:
         return parse_listen(self.smtp_listen)
 
+    @property
+    def refund_limit_table(self) -> dict[str, dict[str, int]]:
+        """``BILLBOX_REFUND_LIMITS`` parsed: role value -> currency -> largest refund."""
+        return parse_refund_limits(self.refund_limits)
+
     def secret(self) -> str:
         """The secret key; only valid after :func:`load_settings` checked it."""
         assert self.secret_key is not None
         return self.secret_key.get_secret_value()
+
+
+_ROLES = ("admin", "agent", "finance")
+
+
+def parse_refund_limits(value: str) -> dict[str, dict[str, int]]:
+    """Parse ``agent=EUR:50000;USD:50000;finance=EUR:500000``.
+
+    ``role=`` starts a role's list; ``CUR:amount`` items (separated by ``;``,
+    ``,`` or newlines) belong to the role named last. Amounts are whole
+    minor units (``EUR:50000`` is 500.00 EUR). Raises ValueError naming the
+    bad part, so the operator sees which entry to fix.
+    """
+    table: dict[str, dict[str, int]] = {}
+    current: dict[str, int] | None = None
+    role = ""
+    for token in value.replace("\n", ";").replace(",", ";").split(";"):
+        token = token.strip()
+        if not token:
+            continue
+        if "=" in token:
+            role, _, token = token.partition("=")
+            role = role.strip().lower()
+            if role not in _ROLES:
+                raise ValueError(f"unknown role {role!r}; use {', '.join(_ROLES)}")
+            if role in table:
+                raise ValueError(f"role {role!r} is listed twice")
+            current = table[role] = {}
+            token = token.strip()
+        if current is None:
+            raise ValueError(f"{token!r} names no role; write e.g. agent=EUR:50000")
+        currency, sep, amount = token.partition(":")
+        currency, amount = currency.strip().upper(), amount.strip()
+        if not sep or len(currency) != 3 or not currency.isalpha():
+            raise ValueError(f"{token!r} for {role}: expected CUR:amount, e.g. EUR:50000")
+        if not amount.isdigit():
+            raise ValueError(
+                f"{token!r} for {role}: the amount must be whole minor units (cents), "
+                "e.g. EUR:50000 for 500.00"
+            )
+        if currency in current:
+            raise ValueError(f"{currency} is listed twice for {role}")
+        current[currency] = int(amount)
+    for name, limits in table.items():
+        if not limits:
+            raise ValueError(f"{name}= lists no currency; write e.g. {name}=EUR:50000")
+    return table
 
 
 def _split_list(value: str) -> list[str]:

@@ -102,6 +102,9 @@ def _install_staff_pages(app: Flask) -> None:
 
     formatting.install(app)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    from billbox.actions import new_idempotency_key
+
+    app.jinja_env.globals["new_key"] = new_idempotency_key
     app.extensions["billbox_login_throttle"] = LoginThrottle()
     app.register_blueprint(auth_bp)
     app.register_blueprint(admin_bp)

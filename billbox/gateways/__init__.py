@@ -1,7 +1,8 @@
 """Gateway adapters, the interface they share and the normalised types they return.
 
 Vendor SDK objects stop at the adapter module (``billbox.gateways.stripe``
-is the only importer of ``stripe``, and is imported only where used);
+and its actions half ``stripe_actions`` are the only importers of
+``stripe``, and are imported only where used);
 everything else in Billbox sees only the names re-exported here.
 """
 

@@ -40,6 +40,7 @@ import stripe as stripe_sdk
 from billbox.gateways.base import (
     WEBHOOK_TOLERANCE,
     Capability,
+    GatewayActions,
     GatewayAdapter,
     GatewayError,
     GatewayParseError,
@@ -76,7 +77,22 @@ class StripeGateway:
     """
 
     name = NAME
-    capabilities: frozenset[str] = frozenset({Capability.WEBHOOKS, Capability.FETCH})
+    capabilities: frozenset[str] = frozenset(
+        {
+            Capability.WEBHOOKS,
+            Capability.FETCH,
+            # Actions (implemented in stripe_actions.py):
+            Capability.REFUND,
+            Capability.CAPTURE,
+            Capability.VOID,
+            Capability.CANCEL_SUBSCRIPTION,
+            Capability.CANCEL_AT_PERIOD_END,
+            Capability.CREATE_SUBSCRIPTION,
+            Capability.APPLY_COUPON,
+            Capability.ADD_TAX_ID,
+            Capability.FINALIZE_INVOICE,
+        }
+    )
 
     def __init__(
         self,
@@ -156,6 +172,106 @@ class StripeGateway:
                 return payment_from_charge(charge, now)
             intent = self._sdk().v1.payment_intents.retrieve(external_id).to_dict()
         return payment_from_intent(intent, now)
+
+    # Actions (GatewayActions; the work is in stripe_actions.py) ----------
+
+    def refund(
+        self,
+        payment_external_id: str,
+        amount: int,
+        currency: str,
+        *,
+        reason: str,
+        idempotency_key: str,
+    ) -> GatewayRefund:
+        """Stripe refunds in the payment's own currency; the caller checked ``currency``."""
+        from billbox.gateways import stripe_actions
+
+        return stripe_actions.refund(
+            self._sdk(), payment_external_id, amount, reason=reason, idempotency_key=idempotency_key
+        )
+
+    def capture(
+        self, payment_external_id: str, amount: int | None, *, idempotency_key: str
+    ) -> GatewayPayment:
+        from billbox.gateways import stripe_actions
+
+        return stripe_actions.capture(
+            self._sdk(), payment_external_id, amount, idempotency_key=idempotency_key
+        )
+
+    def void(self, payment_external_id: str, *, idempotency_key: str) -> GatewayPayment:
+        from billbox.gateways import stripe_actions
+
+        return stripe_actions.void(
+            self._sdk(), payment_external_id, idempotency_key=idempotency_key
+        )
+
+    def cancel_subscription(
+        self, subscription_external_id: str, *, at_period_end: bool, idempotency_key: str
+    ) -> GatewaySubscription:
+        from billbox.gateways import stripe_actions
+
+        return stripe_actions.cancel_subscription(
+            self._sdk(),
+            subscription_external_id,
+            at_period_end=at_period_end,
+            idempotency_key=idempotency_key,
+        )
+
+    def create_subscription(
+        self,
+        customer_external_id: str,
+        price_external_id: str,
+        *,
+        coupon: str | None,
+        idempotency_key: str,
+    ) -> GatewaySubscription:
+        from billbox.gateways import stripe_actions
+
+        return stripe_actions.create_subscription(
+            self._sdk(),
+            customer_external_id,
+            price_external_id,
+            coupon=coupon,
+            idempotency_key=idempotency_key,
+        )
+
+    def apply_coupon(
+        self,
+        customer_external_id: str,
+        coupon: str,
+        *,
+        subscription_external_id: str | None,
+        idempotency_key: str,
+    ) -> GatewayCustomer | GatewaySubscription:
+        from billbox.gateways import stripe_actions
+
+        return stripe_actions.apply_coupon(
+            self._sdk(),
+            customer_external_id,
+            coupon,
+            subscription_external_id=subscription_external_id,
+            idempotency_key=idempotency_key,
+        )
+
+    def add_tax_id(
+        self, customer_external_id: str, scheme: str, value: str, *, idempotency_key: str
+    ) -> GatewayCustomer:
+        from billbox.gateways import stripe_actions
+
+        return stripe_actions.add_tax_id(
+            self._sdk(), customer_external_id, scheme, value, idempotency_key=idempotency_key
+        )
+
+    def finalize_invoice(
+        self, invoice_external_id: str, *, send: bool, idempotency_key: str
+    ) -> GatewayInvoiceData:
+        from billbox.gateways import stripe_actions
+
+        return stripe_actions.finalize_invoice(
+            self._sdk(), invoice_external_id, send=send, idempotency_key=idempotency_key
+        )
 
     def _sdk(self) -> stripe_sdk.StripeClient:
         if self._client is None:
@@ -613,3 +729,4 @@ def _plan_name(price: Json) -> str:
 
 if TYPE_CHECKING:  # mypy proves the adapter satisfies the protocol
     _conforms: GatewayAdapter = StripeGateway()
+    _acts: GatewayActions = StripeGateway()

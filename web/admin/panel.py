@@ -13,6 +13,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from billbox.customers import account_namespace
+from billbox.gateways.registry import capabilities_of
 from billbox.models import (
     Customer,
     CustomerIdentity,
@@ -48,6 +50,10 @@ class BillingPanel:
     payments: list[Payment] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
+    invoices: list[GatewayInvoice] = field(default_factory=list)
+    #: accounts the customer has a gateway identity on (for create subscription, tax id)
+    accounts: list[GatewayAccount] = field(default_factory=list)
+    capabilities: dict[int, frozenset[str]] = field(default_factory=dict)
     timeline: list[TimelineEntry] = field(default_factory=list)
     bounced: list[str] = field(default_factory=list)
     gateway_of: dict[int, str] = field(default_factory=dict)
@@ -58,10 +64,13 @@ def billing_panel(session: Session, customer_id: int | None) -> BillingPanel:
     if customer is None or customer.id is None:
         return BillingPanel(customer=None)
     cid = customer.id
-    gateway_of = {a.id: a.gateway.value for a in session.exec(select(GatewayAccount)) if a.id}
+    all_accounts = {a.id: a for a in session.exec(select(GatewayAccount)) if a.id is not None}
+    gateway_of = {i: a.gateway.value for i, a in all_accounts.items()}
+    capabilities = {i: capabilities_of(a.gateway) for i, a in all_accounts.items()}
     identities = list(
         session.exec(select(CustomerIdentity).where(CustomerIdentity.customer_id == cid))
     )
+    namespaces = {i.namespace for i in identities}
     payments = list(
         session.exec(
             select(Payment)
@@ -145,6 +154,9 @@ def billing_panel(session: Session, customer_id: int | None) -> BillingPanel:
         payments=payments,
         subscriptions=subscriptions,
         documents=documents,
+        invoices=invoices,
+        accounts=[a for a in all_accounts.values() if account_namespace(a) in namespaces],
+        capabilities=capabilities,
         timeline=timeline,
         bounced=bounced,
         gateway_of=gateway_of,

@@ -63,4 +63,5 @@ def _http_error(exc: HTTPException) -> Any:
     return error(exc.code or 500, code, exc.description or exc.name or "error")
 
 
-from web.api import routes as _routes  # noqa: E402,F401  (registers the routes)
+from web.api import actions as _actions  # noqa: E402,F401  (registers the routes)
+from web.api import routes as _routes  # noqa: E402,F401

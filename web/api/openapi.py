@@ -119,6 +119,27 @@ PATHS: dict[str, Any] = {
                           **_errors(401, 403, 404)},
         }
     },
+    "/api/v1/actions/{action}": {
+        "post": {
+            "summary": "Run an agent action (refund, capture, void, cancel_subscription, "
+                       "create_subscription, apply_coupon, add_tax_id, finalize_invoice)",
+            "parameters": [{"name": "action", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["idempotency_key", "reason", "target"],
+                "properties": {
+                    "idempotency_key": {"type": "string"}, "reason": {"type": "string"},
+                    "target": {"type": "integer", "description": "ledger id of the payment, "
+                               "subscription, customer or gateway invoice"},
+                    "amount": {"type": "integer", "description": "minor units; omit for all"},
+                    "currency": {"type": "string"}, "at_period_end": {"type": "boolean"},
+                    "coupon": {"type": "string"}, "account": {"type": "integer"},
+                    "price": {"type": "string"}, "tax_id": {"type": "string"},
+                    "country": {"type": "string"}, "send": {"type": "boolean"}}}}}},
+            "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 403, 404, 409,
+                                                                       422, 503)},
+        }
+    },
 }  # fmt: skip
 
 
