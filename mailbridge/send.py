@@ -43,11 +43,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from billbox.audit import record
 from billbox.documents import SEND_DOCUMENT_JOB
 from billbox.errors import PermanentError
 from billbox.jobs import Handler, JobContext, submit
 from billbox.logs import get_logger
-from billbox.models import Brand, Customer, Document, Job, OutboundEmail, OutboundState, utcnow
+from billbox.models import (
+    ActorKind,
+    Brand,
+    Customer,
+    Document,
+    Job,
+    OutboundEmail,
+    OutboundState,
+    utcnow,
+)
 from billbox.settings import Settings
 from mailbridge.compose import (
     ComposeConfig,
@@ -77,6 +87,7 @@ __all__ = [
     "purpose_key",
     "queue_document_email",
     "queue_resend",
+    "record_resend",
 ]
 
 MAX_ATTEMPTS = 16
@@ -112,9 +123,24 @@ class ResendAudit:
     target_id: str
     reason: str
     data: dict[str, Any] = field(default_factory=dict)
+    actor_kind: ActorKind = ActorKind.USER
 
 
 AuditHook = Callable[[Session, ResendAudit], None]
+
+
+def record_resend(session: Session, event: ResendAudit) -> None:
+    """The usual ``audit`` for :func:`queue_resend`: append to the hash-chained audit log."""
+    record(
+        session,
+        actor_kind=event.actor_kind,
+        actor=event.actor,
+        action=event.action,
+        target_kind=event.target_kind,
+        target_id=event.target_id,
+        reason=event.reason,
+        data=event.data,
+    )
 
 
 def mailer_config(settings: Settings) -> MailerConfig:
@@ -159,12 +185,20 @@ def queue_document_email(session: Session, document_id: int) -> Job:
 
 
 def queue_resend(
-    session: Session, document_id: int, *, actor: str, reason: str, audit: AuditHook
+    session: Session,
+    document_id: int,
+    *,
+    actor: str,
+    reason: str,
+    audit: AuditHook = record_resend,
+    actor_kind: ActorKind = ActorKind.USER,
 ) -> Job:
     """Queue another email of the same stored document (same number, same PDF) and audit it.
 
-    ``audit`` receives a :class:`ResendAudit` in the same transaction; the
-    composition root wires it to the audit log (``billbox.audit``). The
+    ``audit`` receives a :class:`ResendAudit` in the same transaction:
+    by default :func:`record_resend` appends it to the audit log
+    (:func:`billbox.audit.record`), so the resend and its audit row commit
+    together or not at all; tests and other callers may pass their own. The
     n-th resend gets purpose ``resend:<n>`` and its own outbound row, so a
     resend is never mistaken for a retry of an earlier email; two clicks
     that race for the same ``n`` become one job. Raises :class:`ValueError`
@@ -194,6 +228,7 @@ def queue_resend(
         ResendAudit(
             action="document.resend",
             actor=actor,
+            actor_kind=actor_kind,
             target_kind="document",
             target_id=str(document_id),
             reason=reason,

@@ -577,3 +577,23 @@ def test_an_idle_connection_past_max_idle_is_not_reused(sink):
         deliver(pool, "b@reply.billbox.test", "ana@example.org", b"Subject: %d\r\n\r\nhi\r\n" % n)
     first, second = sink.handler.deliveries
     assert first.peer != second.peer
+
+
+def test_a_resend_is_written_to_the_hash_chained_audit_log_by_default(factory, sink):
+    """Without an explicit hook the resend lands in billbox.audit, and the chain verifies."""
+    from billbox.audit import verify_chain
+    from billbox.models import AuditEvent
+
+    document_id, _ = queue(factory)
+    with factory() as session:
+        job = queue_resend(session, document_id, actor="agent@northwind.test", reason="lost")
+        session.commit()
+        [event] = session.exec(select(AuditEvent)).all()
+        assert (event.action, event.actor, event.target_kind, event.target_id) == (
+            "document.resend",
+            "agent@northwind.test",
+            "document",
+            str(document_id),
+        )
+        assert event.reason == "lost" and event.data["job_id"] == job.id
+        assert verify_chain(session) is None
