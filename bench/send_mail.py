@@ -198,12 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     from billbox.models import OutboundEmail, OutboundState
     from mailbridge.compose import ComposeConfig
     from mailbridge.relay import parse_relay_url
-    from mailbridge.send import (
-        SEND_DOCUMENT_JOB,
-        MailerConfig,
-        make_send_document,
-        queue_resend,
-    )
+    from mailbridge.resend import queue_resend
+    from mailbridge.send import SEND_DOCUMENT_JOB, MailerConfig, make_send_document
 
     configure_logging("WARNING", "json")
     rows: list[tuple[str, str]] = []

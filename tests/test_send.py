@@ -22,15 +22,14 @@ from billbox.models import Document, Job, JobState, OutboundEmail, OutboundState
 from billbox.settings import load_settings
 from mailbridge.compose import ComposeConfig
 from mailbridge.relay import RelayConnections, deliver, parse_relay_url
+from mailbridge.resend import ResendAudit, queue_resend
 from mailbridge.send import (
     SEND_DOCUMENT_JOB,
     MailerConfig,
-    ResendAudit,
     mailer_config,
     make_send_document,
     purpose_key,
     queue_document_email,
-    queue_resend,
 )
 from mailbridge.tokens import read_reply_token, token_from_address
 from mailbridge.verp import read_verp_address
