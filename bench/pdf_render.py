@@ -18,6 +18,7 @@ renders one document, so earlier, larger renders do not inflate it.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import resource
@@ -146,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         render_document(document, rows, taxes, brand)
         runs = max(1, args.runs if count <= 50 else max(3, args.runs // 2))
         bare_ms, ours_ms = paired_medians_ms(
-            lambda html=html: bare(html),
-            lambda d=document, r=rows, t=taxes, b=brand: render_document(d, r, t, b),
+            functools.partial(bare, html),
+            functools.partial(render_document, document, rows, taxes, brand),
             runs,
         )
         results.append(
