@@ -34,7 +34,7 @@ import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import jinja2
@@ -44,11 +44,17 @@ from xhtml2pdf.config.resources import ResourceAccessPolicy
 from billbox.errors import BillboxError
 from billbox.logs import get_logger
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from billbox.models import Brand, Document, DocumentLine, DocumentTaxLine
+
 __all__ = [
     "TEMPLATES_DIR",
     "PdfError",
     "PdfRenderer",
     "logo_data_uri",
+    "render_document",
     "renderer",
 ]
 
@@ -225,3 +231,20 @@ def renderer(media_dir: Path | None = None) -> PdfRenderer:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def render_document(
+    document: Document,
+    lines: Sequence[DocumentLine],
+    tax_lines: Sequence[DocumentTaxLine],
+    brand: Brand,
+    **options: Any,
+) -> bytes:
+    """The document's PDF; see :func:`billbox.documents.render.render_document`.
+
+    Imported late: the document template's context lives with the documents,
+    and they import this module for the engine.
+    """
+    from billbox.documents.render import render_document as render
+
+    return render(document, lines, tax_lines, brand, **options)
