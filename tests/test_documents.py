@@ -24,6 +24,7 @@ from billbox.gateways.types import GatewayPayment, GatewayRefund
 from billbox.jobs import run_job, submit
 from billbox.ledger import apply_payment, apply_refund
 from billbox.models import (
+    Brand,
     Document,
     DocumentKind,
     DocumentLine,
@@ -308,3 +309,67 @@ def test_eight_concurrent_issuers_give_one_document_per_payment_without_gaps(fac
     assert sorted(d.payment_id for d in docs) == sorted(ids)
     assert sorted(d.sequence for d in docs) == list(range(1, 25))
     assert all(d.state is DocumentState.ISSUED for d in docs)
+
+
+def test_stripe_events_replayed_end_to_end_yield_one_receipt_and_one_send_job(
+    settings, engine, factory
+):
+    """processing, requires_action, then succeeded delivered twice under two event ids.
+
+    Signed deliveries through ``POST /webhooks/stripe``, every queued job run
+    with the registered handlers (webhooks, then documents), twice over: one
+    receipt, numbered 1, and one ``send_document`` job.
+    """
+    from pydantic import SecretStr
+
+    from tests.test_stripe_webhooks import SECRET, event, intent, post
+    from web import create_app
+    from workers.registry import default_handlers
+
+    configured = settings.model_copy(update={"stripe_webhook_secret": SecretStr(SECRET)})
+    client = create_app(configured, engine=engine).test_client()
+    with factory() as s:
+        s.add(Brand(**RECEIPT_CASE.brand))
+        s.commit()
+    deliveries = [
+        event("evt_1", "payment_intent.processing", intent("processing"), 1_700_000_001),
+        event("evt_2", "payment_intent.requires_action", intent("requires_action"), 1_700_000_002),
+        event("evt_3", "payment_intent.succeeded", intent("succeeded"), 1_700_000_003),
+        event("evt_4", "payment_intent.succeeded", intent("succeeded"), 1_700_000_003),
+    ]
+    handlers = default_handlers()
+    for delivery in deliveries:
+        assert post(client, delivery).status_code == 200
+        if delivery["id"] == "evt_2":  # processing, then requires action: not paid
+            run_all(factory, handlers)
+            assert documents_of(factory) == []
+    run_all(factory, handlers)
+    assert post(client, deliveries[-1]).status_code == 200  # a plain redelivery
+    run_all(factory, handlers)
+    with factory() as s:
+        [document] = documents(s)
+        assert document.state is DocumentState.ISSUED and document.sequence == 1
+        assert document.total + document.rounding_amount == 2000
+        [send] = jobs(s, SEND_DOCUMENT_JOB)
+        assert send.payload == {"document_id": document.id}
+        assert len(jobs(s, ISSUE_DOCUMENT_JOB)) == 1
+
+
+def documents_of(factory) -> list[Document]:
+    with factory() as s:
+        return documents(s)
+
+
+def run_all(factory, handlers) -> None:
+    """Run queued jobs (not send_document, whose handler lives in mailbridge) until none is left."""
+    while True:
+        with factory() as s:
+            ids = s.exec(
+                select(Job.id)
+                .where(Job.state == JobState.QUEUED, Job.kind != SEND_DOCUMENT_JOB)
+                .order_by(col(Job.id))
+            ).all()
+        if not ids:
+            return
+        for job_id in ids:
+            assert job_id is not None and run_job(factory, job_id, handlers).outcome == "done"
