@@ -373,3 +373,18 @@ def run_all(factory, handlers) -> None:
             return
         for job_id in ids:
             assert job_id is not None and run_job(factory, job_id, handlers).outcome == "done"
+
+
+def test_a_refund_that_arrives_before_its_payment_gets_its_credit_note_job_when_linked(session):
+    """No job while the payment is unknown; linking the refund to it submits exactly one."""
+    world = make_world(session, RECEIPT_CASE, external_id="pi_seed")
+    early = GatewayRefund("re_E", "pi_late", RefundStatus.SUCCEEDED, 500, "EUR", PAID_AT)
+    refund = apply_refund(session, world.account, early).row
+    assert jobs(session, ISSUE_DOCUMENT_JOB) == []
+    late = GatewayPayment("pi_late", None, PaymentStatus.SUCCEEDED, 11900, "EUR", PAID_AT)
+    payment = apply_payment(session, world.account, late).row
+    apply_payment(session, world.account, late)
+    payloads = [j.payload for j in jobs(session, ISSUE_DOCUMENT_JOB)]
+    assert sorted(payloads, key=str) == [{"payment_id": payment.id}, {"refund_id": refund.id}]
+    note = issue_credit_note(session, refund.id)
+    assert note is not None and note.credits_document_id is not None
