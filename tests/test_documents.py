@@ -388,3 +388,38 @@ def test_a_refund_that_arrives_before_its_payment_gets_its_credit_note_job_when_
     assert sorted(payloads, key=str) == [{"payment_id": payment.id}, {"refund_id": refund.id}]
     note = issue_credit_note(session, refund.id)
     assert note is not None and note.credits_document_id is not None
+
+
+@pytest.mark.postgres_only
+@pytest.mark.skipif(backend() != "postgresql", reason="needs PostgreSQL row locks")
+def test_the_loser_of_a_race_returns_the_winners_document_and_gives_its_number_back(factory):
+    """B waits on the series lock held by A; A commits; B's insert collides and is undone."""
+    with factory() as s:
+        world = make_world(s, RECEIPT_CASE)
+        other = add_payment(s, world.account, world.customer, RECEIPT_CASE, external_id="pi_2")
+        payment_id, other_id = world.payment.id, other.id
+        s.commit()
+    a = factory()
+    first = number_for_payment(a, payment_id)  # holds the series row lock, not committed
+    assert first is not None
+    result: dict[str, object] = {}
+
+    def loser() -> None:
+        with factory() as b:
+            result["doc"] = number_for_payment(b, payment_id)
+            b.commit()
+
+    thread = threading.Thread(target=loser)
+    thread.start()
+    thread.join(1.0)
+    assert thread.is_alive(), "B must wait for A's lock"
+    a.commit()
+    a.close()
+    thread.join(30)
+    got = result["doc"]
+    assert isinstance(got, Document) and got.id == first.id and got.number == first.number
+    with factory() as s:
+        nxt = number_for_payment(s, other_id)
+        s.commit()
+        assert nxt is not None and nxt.sequence == first.sequence + 1
+        assert len(documents(s)) == 2
