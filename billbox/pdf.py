@@ -38,8 +38,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import jinja2
-from xhtml2pdf import pisa
-from xhtml2pdf.config.resources import ResourceAccessPolicy
 
 from billbox.errors import BillboxError
 from billbox.logs import get_logger
@@ -111,6 +109,10 @@ class PdfRenderer:
     """
 
     def __init__(self, media_dir: Path | None = None, templates_dir: Path = TEMPLATES_DIR) -> None:
+        # xhtml2pdf (with reportlab) takes ~0.4 s to import: only processes that
+        # render pay for it, not every worker and web process that imports us.
+        from xhtml2pdf.config.resources import ResourceAccessPolicy
+
         self.templates_dir = templates_dir.resolve()
         self.media_dir = media_dir.resolve() if media_dir is not None else None
         roots = (self.media_dir,) if self.media_dir is not None else ()
@@ -184,6 +186,8 @@ class PdfRenderer:
 
     def html_to_pdf(self, html: str, allowed_data: frozenset[str] = frozenset()) -> bytes:
         """Convert ``html`` under the gate; PdfError if xhtml2pdf reports an error."""
+        from xhtml2pdf import pisa
+
         self._local.allowed_data = allowed_data
         self._local.refused = []
         out = io.BytesIO()
