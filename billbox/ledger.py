@@ -141,6 +141,9 @@ def _link_orphan_refunds(session: Session, payment: Payment) -> None:
         session.add(refund)
     if orphans:
         session.flush()
+    for refund in orphans:  # a refund that came first gets its credit note now
+        if refund.status == RefundStatus.SUCCEEDED and _credit_notes_wanted(session, payment):
+            _submit_issue(session, {"refund_id": refund.id})
 
 
 _REFUNDABLE = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
@@ -196,11 +199,16 @@ def apply_refund(session: Session, account: GatewayAccount, data: GatewayRefund)
     session.flush()
     if payment is not None:
         _recompute_refunded(session, payment)
-    if row.status == RefundStatus.SUCCEEDED and not was_succeeded:
-        brand = session.get(Brand, account.brand_id)
-        if brand is not None and brand.issue_credit_notes:
-            _submit_issue(session, {"refund_id": row.id})
+    newly_succeeded = row.status == RefundStatus.SUCCEEDED and not was_succeeded
+    if newly_succeeded and payment is not None and _credit_notes_wanted(session, payment):
+        _submit_issue(session, {"refund_id": row.id})
     return Applied(row, True)
+
+
+def _credit_notes_wanted(session: Session, payment: Payment) -> bool:
+    account = session.get(GatewayAccount, payment.account_id)
+    brand = session.get(Brand, account.brand_id) if account else None
+    return brand is not None and brand.issue_credit_notes
 
 
 def apply_subscription(
