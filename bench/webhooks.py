@@ -1,7 +1,7 @@
 """Signed Stripe webhooks into the real ``billbox web``, beside a no-op endpoint on the same server.
 
 Run: ``python -m bench.webhooks [--events 5000] [--connections 16] [--databases sqlite,postgresql]
-[--repeat 3] [--broker-url redis://127.0.0.1:6379/11] [--event-file PATH] [--markdown]``
+[--repeat 3] [--broker-url redis://127.0.0.1:6379/15] [--event-file PATH] [--markdown]``
 
 For each database (a temporary migrated SQLite WAL file; a throwaway
 PostgreSQL database) it starts ``python -m bench.webhook_server`` — Billbox's
@@ -55,7 +55,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS_DEFAULT = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+REDIS_DEFAULT = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 EVENT_FILE = Path(
     "/work/shared/corpora/payment_webhooks/stripe/stripe_ruby_mock/charge.succeeded.json"
 )
@@ -107,6 +107,25 @@ class Run:
     ok: int
     errors: int
     client_cpu: float  # share of one core the client process used
+    server_cpu_ms: float = 0.0  # CPU of the gunicorn master and workers per request
+
+
+def process_tree_cpu(root_pid: int) -> float:
+    """CPU seconds (user + system) of ``root_pid`` and its children, from ``/proc``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid, ppid = int(entry), int(fields[1])
+        if pid == root_pid or ppid == root_pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 async def _drive(port: int, requests: list[bytes], connections: int) -> tuple[list[float], int]:
@@ -139,11 +158,13 @@ async def _drive(port: int, requests: list[bytes], connections: int) -> tuple[li
     return latencies, errors
 
 
-def drive(port: int, requests: list[bytes], connections: int) -> Run:
+def drive(port: int, requests: list[bytes], connections: int, server_pid: int) -> Run:
+    server0 = process_tree_cpu(server_pid)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     latencies, errors = asyncio.run(_drive(port, requests, connections))
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
+    server_cpu = process_tree_cpu(server_pid) - server0
     latencies.sort()
     return Run(
         rate=len(latencies) / wall,
@@ -152,6 +173,7 @@ def drive(port: int, requests: list[bytes], connections: int) -> Run:
         ok=len(latencies) - errors,
         errors=errors,
         client_cpu=cpu / wall,
+        server_cpu_ms=server_cpu / len(latencies) * 1000,
     )
 
 
@@ -204,7 +226,7 @@ def stored(url: str, prefix: str) -> tuple[int, int]:
 
 
 @contextmanager
-def server(url: str, port: int, broker_url: str, workdir: Path, log_level: str) -> Iterator[None]:
+def server(url: str, port: int, broker_url: str, workdir: Path, log_level: str) -> Iterator[int]:
     env = dict(
         os.environ,
         BILLBOX_DATABASE_URL=url,
@@ -237,7 +259,7 @@ def server(url: str, port: int, broker_url: str, workdir: Path, log_level: str) 
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start; see {workdir / 'server.log'}")
             time.sleep(0.1)
-        yield
+        yield proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -269,21 +291,22 @@ def bench_database(kind: str, args: argparse.Namespace, template: dict) -> Resul
     result = Result(kind, [], [], [], [])
     with database(kind) as url, tempfile.TemporaryDirectory() as tmp:
         add_brand(url)
-        with server(url, port, args.broker_url, Path(tmp), args.log_level):
+        with server(url, port, args.broker_url, Path(tmp), args.log_level) as pid:
             warm = signed_requests(template, "warm", args.warmup, port, WEBHOOK_PATH)
             drive(
                 port,
                 [r.replace(WEBHOOK_PATH.encode(), NOOP_PATH.encode(), 1) for r in warm],
                 args.connections,
+                pid,
             )
-            drive(port, warm, args.connections)
+            drive(port, warm, args.connections, pid)
             sent = args.warmup
             for round_no in range(args.repeat):
                 prefix = f"bench_{round_no}"
                 hooks = signed_requests(template, prefix, args.events, port, WEBHOOK_PATH)
                 noops = [r.replace(WEBHOOK_PATH.encode(), NOOP_PATH.encode(), 1) for r in hooks]
-                noop = drive(port, noops, args.connections)
-                hook = drive(port, hooks, args.connections)
+                noop = drive(port, noops, args.connections, pid)
+                hook = drive(port, hooks, args.connections, pid)
                 sent += args.events
                 result.noop.append(noop)
                 result.webhook.append(hook)
@@ -325,6 +348,7 @@ def report(results: list[Result], markdown: bool) -> None:
         "p50 ms",
         "p99 ms",
         "% of no-op",
+        "server CPU ms/req",
         "client CPU",
         "target",
     ]
@@ -350,13 +374,14 @@ def report(results: list[Result], markdown: bool) -> None:
                     f"{_median(runs, 'p50_ms'):.1f}",
                     f"{_median(runs, 'p99_ms'):.1f}",
                     pct,
+                    f"{_median(runs, 'server_cpu_ms'):.2f}",
                     f"{_median(runs, 'client_cpu'):.0%}",
                     target,
                 ]
             )
     if markdown:
         print("| " + " | ".join(header) + " |")
-        print("|" + "|".join(["---", "---", "--:", "--:", "--:", "--:", "--:", "---"]) + "|")
+        print("|" + "|".join(["---", "---", "--:", "--:", "--:", "--:", "--:", "--:", "---"]) + "|")
         for row in rows:
             print("| " + " | ".join(row) + " |")
     else:

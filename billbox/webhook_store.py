@@ -14,7 +14,8 @@ threads of a process share commits:
 - threads that arrive meanwhile wait; when the commit returns, each is
   answered (an ``after_commit`` listener placed ahead of the job enqueuer's,
   so they do not also wait for the broker), and one of those still waiting
-  leads the next group.
+  leads the next group at once, while the old leader sends its group's job
+  ids to the broker.
 
 Nothing is answered before its own commit, so durability is what it was;
 under no load a group is one delivery. No background thread is involved,
@@ -93,7 +94,8 @@ class _Group:
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.waiting: list[Delivery] = []
-        self.leading = False
+        #: The batch being committed, standing for its leader; None when nobody leads.
+        self.leader: list[Delivery] | None = None
 
 
 _groups: weakref.WeakKeyDictionary[sessionmaker[Session], _Group] = weakref.WeakKeyDictionary()
@@ -116,24 +118,30 @@ def store_delivery(factory: sessionmaker[Session], delivery: Delivery) -> Stored
     group = _group_for(factory)
     with group.cond:
         group.waiting.append(delivery)
-        while not delivery.done and group.leading:
+        while not delivery.done and group.leader is not None:
             group.cond.wait()
         if not delivery.done:
-            group.leading = True
             batch, group.waiting = group.waiting, []
+            group.leader = batch
         else:
             batch = []
     if batch:
         try:
             _commit(factory, group, batch)
         finally:
-            with group.cond:
-                group.leading = False
-                group.cond.notify_all()
+            _step_down(group, batch)
     if delivery.error is not None:
         raise delivery.error
     assert delivery.answer is not None
     return delivery.answer
+
+
+def _step_down(group: _Group, batch: list[Delivery]) -> None:
+    """End ``batch``'s leadership (if it still leads) and wake the waiting threads."""
+    with group.cond:
+        if group.leader is batch:
+            group.leader = None
+        group.cond.notify_all()
 
 
 def _commit(factory: sessionmaker[Session], group: _Group, batch: list[Delivery]) -> None:
@@ -176,9 +184,16 @@ def _answer_group(session: Session) -> None:
 
 
 def _answer(group: _Group, batch: list[Delivery], answers: list[Stored]) -> None:
+    """Answer the batch and hand leadership on at once.
+
+    The next group may begin its transaction while this thread still sends
+    the committed jobs' ids to the broker (the enqueuer runs after us).
+    """
     with group.cond:
         for delivery, answer in zip(batch, answers, strict=True):
             delivery.answer = answer
+        if group.leader is batch:
+            group.leader = None
         group.cond.notify_all()
 
 
