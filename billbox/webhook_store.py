@@ -17,6 +17,13 @@ threads of a process share commits:
   leads the next group at once, while the old leader sends its group's job
   ids to the broker.
 
+On SQLite the leaders of the web processes also take an ``flock`` beside
+the database file for their transaction (:class:`_WriterLock`), so a process
+waiting to write wakes the moment the other commits instead of polling with
+SQLite's busy-handler sleeps: two processes of 4 threads stored 380/s with a
+156 ms p99 without it and 550 to 650/s with a 40 ms p99 with it, on a loaded
+machine.
+
 Nothing is answered before its own commit, so durability is what it was;
 under no load a group is one delivery. No background thread is involved,
 so nothing survives a ``fork`` or needs stopping. If the transaction
@@ -30,7 +37,9 @@ and is answered ``stored=False`` with the existing row's id.
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
 import threading
 import weakref
 from collections.abc import Mapping
@@ -88,10 +97,56 @@ class Delivery:
         return self.answer is not None or self.error is not None
 
 
+class _WriterLock:
+    """An ``flock`` beside a SQLite file, taken by a group's leader from ``BEGIN`` to commit.
+
+    Why: ``billbox web`` runs several processes, and SQLite lets one write at a
+    time. Left to SQLite, a process that finds the database locked polls with
+    sleeps of 1, 2, 5, 10, … ms (its busy handler) — wasted time and the
+    p99 of the request path. A blocking ``flock`` wakes the next process the
+    moment the lock is released, and while a process waits its deliveries
+    gather into a bigger group. Other writers (workers) keep relying on the
+    busy timeout; this only orders the web processes among themselves.
+    The file descriptor is opened per process (``flock`` locks belong to the
+    open file, which a fork would share).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+        self._held = False
+
+    def acquire(self) -> None:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._held = True
+
+    def release(self) -> None:
+        """Idempotent: called at commit (by the listener) and again on the way out."""
+        if self._held and self._fd is not None:
+            self._held = False
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def _writer_lock(factory: sessionmaker[Session]) -> _WriterLock | None:
+    bind = factory.kw.get("bind") if isinstance(factory, sessionmaker) else None
+    url = getattr(bind, "url", None)
+    if url is None or url.get_backend_name() != "sqlite":
+        return None
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return _WriterLock(f"{database}.webhook-writer.lock")
+
+
 class _Group:
     """The deliveries waiting in one process for one session factory, and who leads."""
 
-    def __init__(self) -> None:
+    def __init__(self, writer_lock: _WriterLock | None = None) -> None:
+        self.writer_lock = writer_lock
         self.cond = threading.Condition()
         self.waiting: list[Delivery] = []
         #: The batch being committed, standing for its leader; None when nobody leads.
@@ -106,7 +161,7 @@ def _group_for(factory: sessionmaker[Session]) -> _Group:
     with _groups_lock:
         group = _groups.get(factory)
         if group is None:
-            group = _groups[factory] = _Group()
+            group = _groups[factory] = _Group(_writer_lock(factory))
             if isinstance(factory, sessionmaker):
                 # First after commit, ahead of the job enqueuer (install_enqueuer).
                 event.listen(factory, "after_commit", _answer_group, insert=True)
@@ -146,6 +201,8 @@ def _step_down(group: _Group, batch: list[Delivery]) -> None:
 
 def _commit(factory: sessionmaker[Session], group: _Group, batch: list[Delivery]) -> None:
     try:
+        if group.writer_lock is not None:
+            group.writer_lock.acquire()
         with factory() as session:
             answers = _insert(session, batch)
             session.info[_GROUP_KEY] = (group, batch, answers)
@@ -162,6 +219,9 @@ def _commit(factory: sessionmaker[Session], group: _Group, batch: list[Delivery]
         if not isinstance(exc, Exception):  # a worker timeout or exit: let it go on
             raise
         return
+    finally:
+        if group.writer_lock is not None:
+            group.writer_lock.release()
     for delivery, answer in zip(batch, answers, strict=True):
         if answer.stored:
             log.info(
@@ -189,6 +249,8 @@ def _answer(group: _Group, batch: list[Delivery], answers: list[Stored]) -> None
     The next group may begin its transaction while this thread still sends
     the committed jobs' ids to the broker (the enqueuer runs after us).
     """
+    if group.writer_lock is not None:
+        group.writer_lock.release()  # committed: the next process may write
     with group.cond:
         for delivery, answer in zip(batch, answers, strict=True):
             delivery.answer = answer

@@ -149,3 +149,32 @@ def test_two_copies_of_one_event_in_one_insert_store_it_once(factory):
     with factory() as s:
         assert s.exec(select(func.count()).select_from(WebhookEvent)).one() == 2
         assert s.exec(select(func.count()).select_from(Job)).one() == 2
+
+
+def test_on_sqlite_a_group_waits_for_the_web_writer_lock_another_process_holds(factory):
+    """The flock beside the database orders web processes; a delivery waits while it is held."""
+    import fcntl
+    import os
+
+    from billbox.webhook_store import _writer_lock
+
+    lock = _writer_lock(factory)
+    if factory.kw["bind"].dialect.name != "sqlite":
+        assert lock is None  # PostgreSQL handles concurrent writers itself
+        return
+    assert lock is not None
+    fd = os.open(lock.path, os.O_RDWR | os.O_CREAT, 0o600)  # another open file: another holder
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        results = {}
+        thread = threading.Thread(target=lambda: results.update(r=deliver(factory, "evt_wait")))
+        thread.start()
+        thread.join(0.3)
+        assert thread.is_alive() and not results
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        thread.join(10)
+        assert results["r"].stored
+    finally:
+        os.close(fd)
+    fcntl.flock(fd2 := os.open(lock.path, os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
+    os.close(fd2)
