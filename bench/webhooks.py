@@ -285,8 +285,9 @@ class Result:
 def bench_database(kind: str, args: argparse.Namespace, template: dict) -> Result:
     import redis
 
-    broker = redis.Redis.from_url(args.broker_url)
-    broker.flushdb()
+    broker = redis.Redis.from_url(args.broker_url) if args.broker_url != "stub" else None
+    if broker is not None:
+        broker.flushdb()
     port = free_port()
     result = Result(kind, [], [], [], [])
     with database(kind) as url, tempfile.TemporaryDirectory() as tmp:
@@ -329,7 +330,8 @@ def bench_database(kind: str, args: argparse.Namespace, template: dict) -> Resul
                     file=sys.stderr,
                     flush=True,
                 )
-    broker.flushdb()
+    if broker is not None:
+        broker.flushdb()
     return result
 
 
@@ -356,14 +358,15 @@ def report(results: list[Result], markdown: bool) -> None:
     for res in results:
         ratio = statistics.median(res.ratios)
         hook_rate = _median(res.webhook, "rate")
-        met = hook_rate >= TARGET_RATE and ratio >= TARGET_RATIO
+        rate_met = "met" if hook_rate >= TARGET_RATE else "missed"
+        ratio_met = "met" if ratio >= TARGET_RATIO else "missed"
         for name, runs, pct, target in (
             ("no-op", res.noop, "100", ""),
             (
                 "webhook",
                 res.webhook,
                 f"{ratio:.0%}".rstrip("%"),
-                f"{'met' if met else 'MISSED'} (≥ {TARGET_RATE:,.0f}/s, ≥ {TARGET_RATIO:.0%})",
+                f"≥ {TARGET_RATE:,.0f}/s {rate_met}, ≥ {TARGET_RATIO:.0%} {ratio_met}",
             ),
         ):
             rows.append(
@@ -401,7 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians")
     parser.add_argument("--warmup", type=int, default=300, help="requests per route first")
-    parser.add_argument("--broker-url", default=REDIS_DEFAULT, help="a spare Redis db, flushed")
+    parser.add_argument(
+        "--broker-url",
+        default=REDIS_DEFAULT,
+        help="a spare Redis db, flushed; 'stub' keeps job ids in memory (no broker cost)",
+    )
     parser.add_argument("--event-file", type=Path, default=EVENT_FILE)
     parser.add_argument("--log-level", default="WARNING", help="the server's BILLBOX_LOG_LEVEL")
     parser.add_argument("--markdown", action="store_true", help="the table as Markdown")
