@@ -484,7 +484,13 @@ def audit_verify() -> None:
     default=None,
     help="only objects created on or after this day (UTC); starts a fresh pass",
 )
-def sync(gateway: str, since: Any) -> None:
+@click.option(
+    "--issue-documents",
+    is_flag=True,
+    help="issue (and email) receipts for paid payments found that have none; "
+    "by default a sync mirrors history without documents",
+)
+def sync(gateway: str, since: Any, issue_documents: bool) -> None:
     """Backfill customers, subscriptions, invoices, payments and refunds from GATEWAY.
 
     Resumable: each page is committed with its cursor, so after an
@@ -532,6 +538,7 @@ def sync(gateway: str, since: Any) -> None:
                 adapter,
                 since=since.replace(tzinfo=UTC) if since else None,
                 progress=report,
+                issue_documents=issue_documents,
             )
         except GatewayError as exc:
             _fail(f"sync {gateway}: {exc}", code=1)

@@ -116,8 +116,25 @@ def apply_payment(
     return Applied(row, True)
 
 
+#: ``session.info`` key: set by backfills (``billbox demo``, ``billbox sync``) so that
+#: history they mirror does not get documents issued (and emailed) years late.
+BACKFILL = "billbox.backfill"
+
+
+def mark_backfill(session: Session) -> Session:
+    """Mark ``session`` as mirroring history: its payments and refunds queue no documents."""
+    session.info[BACKFILL] = True
+    return session
+
+
 def _submit_issue(session: Session, payload: dict[str, int | None]) -> None:
-    """Queue the document of a payment or refund in this transaction, once per source ever."""
+    """Queue the document of a payment or refund in this transaction, once per source ever.
+
+    Not in a backfill session (:func:`mark_backfill`): a receipt is news only
+    when the payment is.
+    """
+    if session.info.get(BACKFILL):
+        return
     ((name, source_id),) = payload.items()
     source = name.removesuffix("_id")
     submit(

@@ -45,6 +45,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from billbox.gateways.base import GatewayLister, GatewayUnavailable, ObjectKind, Page
+from billbox.ledger import mark_backfill
 from billbox.logs import get_logger
 from billbox.models import GatewayAccount, utcnow
 from billbox.webhooks import apply_objects
@@ -124,6 +125,7 @@ def sync_account(
     max_wait: float = MAX_WAIT,
     max_attempts: int = MAX_ATTEMPTS,
     sleep: Callable[[float], None] | None = None,
+    issue_documents: bool = False,
 ) -> SyncReport:
     """Run (or resume) one sync pass of ``account`` through ``adapter``; see the module doc.
 
@@ -164,7 +166,7 @@ def sync_account(
             if kind == SYNC_ORDER[-1] and position == DONE:
                 state["state"] = COMPLETE
                 state["finished_at"] = utcnow().isoformat()
-            _commit_page(factory, account_id, page, state)
+            _commit_page(factory, account_id, page, state, issue_documents)
             report.pages += 1
             report.objects[kind] += len(page.objects)
             if progress is not None:
@@ -215,10 +217,20 @@ def _fetch(
 
 
 def _commit_page(
-    factory: sessionmaker[Session], account_id: int, page: Page, state: dict[str, str]
+    factory: sessionmaker[Session],
+    account_id: int,
+    page: Page,
+    state: dict[str, str],
+    issue_documents: bool = False,
 ) -> None:
-    """Apply one page and move the cursor past it in one transaction."""
+    """Apply one page and move the cursor past it in one transaction.
+
+    Payments found by a sync are history unless ``issue_documents``: no
+    receipt is issued or emailed for them (see :func:`billbox.ledger.mark_backfill`).
+    """
     with factory() as session:
+        if not issue_documents:
+            mark_backfill(session)
         account = session.get(GatewayAccount, account_id)
         assert account is not None
         apply_objects(session, account, list(page.objects))

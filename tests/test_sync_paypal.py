@@ -53,3 +53,30 @@ def test_a_paypal_sync_backfills_payments_refunds_and_customers_once(factory, pa
     with factory() as s:
         assert len(s.exec(select(Payment)).all()) == 2
         assert len(s.exec(select(Refund)).all()) == 1
+
+
+def test_a_sync_mirrors_history_without_documents_unless_asked(factory, paypal):
+    from billbox.documents import ISSUE_DOCUMENT_JOB
+    from billbox.models import Job
+
+    gateway = PayPalGateway(
+        client_id=paypal.client_id, client_secret=paypal.client_secret, api_base=paypal.base_url
+    )
+    paypal.add_capture("20.00")
+    with factory() as s:
+        s.add(Brand(slug="acme", name="Acme", legal_name="Acme GmbH", country="DE"))
+        s.commit()
+        account = ensure_env_account(s, GatewayKind.PAYPAL)
+        s.commit()
+        s.expunge(account)
+    since = datetime.now(UTC) - timedelta(days=5)
+
+    def issue_jobs() -> int:
+        with factory() as s:
+            return len(s.exec(select(Job).where(Job.kind == ISSUE_DOCUMENT_JOB)).all())
+
+    sync_account(factory, account, gateway, since=since)
+    assert issue_jobs() == 0
+    paypal.add_capture("35.00")
+    sync_account(factory, account, gateway, since=since, issue_documents=True)
+    assert issue_jobs() == 1  # only the new payment: the first was mirrored as paid before
