@@ -30,7 +30,13 @@ from billbox.gateways.types import (
     GatewayRefund,
     GatewaySubscription,
 )
-from billbox.ledger import apply_invoice, apply_payment, apply_refund, apply_subscription
+from billbox.ledger import (
+    apply_invoice,
+    apply_payment,
+    apply_refund,
+    apply_subscription,
+    mark_backfill,
+)
 from billbox.models import (
     Brand,
     CustomerIdentity,
@@ -665,7 +671,7 @@ def seed_demo(
         session.commit()
         account_ids = {name: a.id for name, a in accounts.items()}
     done, batch, reported = 0, 0, -1
-    session = factory()
+    session = mark_backfill(factory())  # history: no documents issued or emailed for it
     try:
         for i, group in enumerate(groups):
             account = session.get(GatewayAccount, account_ids[group.account])
@@ -681,7 +687,7 @@ def seed_demo(
             if batch >= BATCH or i == len(groups) - 1:
                 session.commit()
                 session.close()  # a fresh identity map per batch keeps memory flat
-                session = factory()
+                session = mark_backfill(factory())
                 done, batch = done + batch, 0
                 if progress and done != reported:  # trailing unpaid invoices add no payments
                     progress(done, payments)

@@ -260,7 +260,10 @@ def _execute(
                 session.commit()
                 log.error("job_failed", job_id=job_id, kind=kind, attempt=attempts, error=error)
                 return JobResult(job_id, "failed", error=error)
-            retry_in = policy.backoff(attempts)
+            # A gateway's or helpdesk's Retry-After (``retry_after`` on its error) wins
+            # over our backoff when it asks for longer.
+            asked = getattr(exc, "retry_after", None)
+            retry_in = max(policy.backoff(attempts), float(asked) if asked else 0.0)
             now = utcnow()
             session.execute(
                 sa.update(Job)

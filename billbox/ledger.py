@@ -116,8 +116,25 @@ def apply_payment(
     return Applied(row, True)
 
 
+#: ``session.info`` key: set by backfills (``billbox demo``, ``billbox sync``) so that
+#: history they mirror does not get documents issued (and emailed) years late.
+BACKFILL = "billbox.backfill"
+
+
+def mark_backfill(session: Session) -> Session:
+    """Mark ``session`` as mirroring history: its payments and refunds queue no documents."""
+    session.info[BACKFILL] = True
+    return session
+
+
 def _submit_issue(session: Session, payload: dict[str, int | None]) -> None:
-    """Queue the document of a payment or refund in this transaction, once per source ever."""
+    """Queue the document of a payment or refund in this transaction, once per source ever.
+
+    Not in a backfill session (:func:`mark_backfill`): a receipt is news only
+    when the payment is.
+    """
+    if session.info.get(BACKFILL):
+        return
     ((name, source_id),) = payload.items()
     source = name.removesuffix("_id")
     submit(
@@ -141,6 +158,9 @@ def _link_orphan_refunds(session: Session, payment: Payment) -> None:
         session.add(refund)
     if orphans:
         session.flush()
+    for refund in orphans:  # a refund that came first gets its credit note now
+        if refund.status == RefundStatus.SUCCEEDED and _credit_notes_wanted(session, payment):
+            _submit_issue(session, {"refund_id": refund.id})
 
 
 _REFUNDABLE = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
@@ -196,11 +216,16 @@ def apply_refund(session: Session, account: GatewayAccount, data: GatewayRefund)
     session.flush()
     if payment is not None:
         _recompute_refunded(session, payment)
-    if row.status == RefundStatus.SUCCEEDED and not was_succeeded:
-        brand = session.get(Brand, account.brand_id)
-        if brand is not None and brand.issue_credit_notes:
-            _submit_issue(session, {"refund_id": row.id})
+    newly_succeeded = row.status == RefundStatus.SUCCEEDED and not was_succeeded
+    if newly_succeeded and payment is not None and _credit_notes_wanted(session, payment):
+        _submit_issue(session, {"refund_id": row.id})
     return Applied(row, True)
+
+
+def _credit_notes_wanted(session: Session, payment: Payment) -> bool:
+    account = session.get(GatewayAccount, payment.account_id)
+    brand = session.get(Brand, account.brand_id) if account else None
+    return brand is not None and brand.issue_credit_notes
 
 
 def apply_subscription(

@@ -34,21 +34,25 @@ import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import jinja2
-from xhtml2pdf import pisa
-from xhtml2pdf.config.resources import ResourceAccessPolicy
 
 from billbox.errors import BillboxError
 from billbox.logs import get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from billbox.models import Brand, Document, DocumentLine, DocumentTaxLine
 
 __all__ = [
     "TEMPLATES_DIR",
     "PdfError",
     "PdfRenderer",
     "logo_data_uri",
+    "render_document",
     "renderer",
 ]
 
@@ -105,6 +109,10 @@ class PdfRenderer:
     """
 
     def __init__(self, media_dir: Path | None = None, templates_dir: Path = TEMPLATES_DIR) -> None:
+        # xhtml2pdf (with reportlab) takes ~0.4 s to import: only processes that
+        # render pay for it, not every worker and web process that imports us.
+        from xhtml2pdf.config.resources import ResourceAccessPolicy
+
         self.templates_dir = templates_dir.resolve()
         self.media_dir = media_dir.resolve() if media_dir is not None else None
         roots = (self.media_dir,) if self.media_dir is not None else ()
@@ -178,6 +186,8 @@ class PdfRenderer:
 
     def html_to_pdf(self, html: str, allowed_data: frozenset[str] = frozenset()) -> bytes:
         """Convert ``html`` under the gate; PdfError if xhtml2pdf reports an error."""
+        from xhtml2pdf import pisa
+
         self._local.allowed_data = allowed_data
         self._local.refused = []
         out = io.BytesIO()
@@ -225,3 +235,20 @@ def renderer(media_dir: Path | None = None) -> PdfRenderer:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def render_document(
+    document: Document,
+    lines: Sequence[DocumentLine],
+    tax_lines: Sequence[DocumentTaxLine],
+    brand: Brand,
+    **options: Any,
+) -> bytes:
+    """The document's PDF; see :func:`billbox.documents.render.render_document`.
+
+    Imported late: the document template's context lives with the documents,
+    and they import this module for the engine.
+    """
+    from billbox.documents.render import render_document as render
+
+    return render(document, lines, tax_lines, brand, **options)

@@ -30,7 +30,7 @@ from billbox.gateways.types import (
     GatewayRefund,
     GatewaySubscription,
 )
-from billbox.jobs import JobContext, submit
+from billbox.jobs import JobContext
 from billbox.ledger import apply_invoice, apply_payment, apply_refund, apply_subscription
 from billbox.logs import get_logger
 from billbox.models import Brand, GatewayAccount, GatewayKind, WebhookEvent, WebhookStatus, utcnow
@@ -67,49 +67,17 @@ def receive_webhook(
     body: bytes,
     remote_addr: str | None,
 ) -> ReceiveResult:
-    """Store a verified delivery and its processing job in one transaction."""
+    """Store a verified delivery and its processing job; return once it is committed.
+
+    Deliveries arriving together in one process share a transaction (group
+    commit, :mod:`billbox.webhook_store`); each caller still returns only
+    after its own row is on disk.
+    """
+    from billbox.webhook_store import Delivery, store_delivery
+
     kept = {k: v for k, v in headers.items() if k.lower() not in _UNSTORED_HEADERS}
-    with factory() as session:
-        existing = session.exec(
-            select(WebhookEvent.id).where(
-                WebhookEvent.gateway == gateway, WebhookEvent.event_id == verified.event_id
-            )
-        ).first()
-        if existing is not None:
-            session.rollback()
-            return ReceiveResult(stored=False, event_row_id=existing)
-        row = WebhookEvent(
-            gateway=gateway,
-            event_id=verified.event_id,
-            event_type=verified.event_type,
-            status=WebhookStatus.RECEIVED,
-            headers=kept,
-            body=body,
-            remote_addr=(remote_addr or None) and remote_addr[:64],
-        )
-        try:
-            session.add(row)
-            session.flush()
-            assert row.id is not None
-            submit(
-                session,
-                WEBHOOK_JOB,
-                {"webhook_event_id": row.id},
-                max_attempts=WEBHOOK_JOB_ATTEMPTS,
-            )
-            session.commit()
-        except IntegrityError:  # a concurrent delivery of the same event won
-            session.rollback()
-            log.info("webhook_replay", gateway=gateway, event_id=verified.event_id)
-            return ReceiveResult(stored=False, event_row_id=None)
-    log.info(
-        "webhook_stored",
-        gateway=gateway,
-        event_id=verified.event_id,
-        event_type=verified.event_type,
-        webhook_event_id=row.id,
-    )
-    return ReceiveResult(stored=True, event_row_id=row.id)
+    answer = store_delivery(factory, Delivery(gateway, verified, kept, body, remote_addr))
+    return ReceiveResult(stored=answer.stored, event_row_id=answer.event_row_id)
 
 
 def ensure_env_account(session: Session, gateway: GatewayKind) -> GatewayAccount:

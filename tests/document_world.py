@@ -118,7 +118,9 @@ CASES: dict[str, Case] = {
         method=("paypal", None, "giulia@example.com"), title="Recibo",
         net=2000, tax=440,
         expect=("Recibo", "Soluciones Núñez S.L.", "NIF-IVA: ESB58378431", "Giulia Rossi",
-                "Italia", "Tipo general", "22 %", "20,00 €", "4,40 €", "24,40 €",
+                "Italia", "Tipo general (IT)", "22 %",
+                "IVA de Italia a su tipo, declarado en la ventanilla única (OSS)",
+                "20,00 €", "4,40 €", "24,40 €",
                 "20 de noviembre de 2026", "PayPal (giulia@example.com)"),
     ),
     "uk": Case(

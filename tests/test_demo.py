@@ -129,6 +129,9 @@ def test_a_seed_creates_exactly_the_requested_customers_and_payments(factory, se
     assert calls[-1] == (250, 250)
     dones = [done for done, _ in calls]
     assert dones == sorted(set(dones)) and len(dones) == 2  # a batch of ~200, then the rest
+    from billbox.models import Job
+
+    assert session.exec(select(Job)).all() == []  # history: no receipts issued or emailed
 
 
 def test_the_same_seed_gives_identical_data_in_two_empty_databases(factory, engine, session):

@@ -24,6 +24,7 @@ from billbox.gateways.types import GatewayPayment, GatewayRefund
 from billbox.jobs import run_job, submit
 from billbox.ledger import apply_payment, apply_refund
 from billbox.models import (
+    Brand,
     Document,
     DocumentKind,
     DocumentLine,
@@ -308,3 +309,117 @@ def test_eight_concurrent_issuers_give_one_document_per_payment_without_gaps(fac
     assert sorted(d.payment_id for d in docs) == sorted(ids)
     assert sorted(d.sequence for d in docs) == list(range(1, 25))
     assert all(d.state is DocumentState.ISSUED for d in docs)
+
+
+def test_stripe_events_replayed_end_to_end_yield_one_receipt_and_one_send_job(
+    settings, engine, factory
+):
+    """processing, requires_action, then succeeded delivered twice under two event ids.
+
+    Signed deliveries through ``POST /webhooks/stripe``, every queued job run
+    with the registered handlers (webhooks, then documents), twice over: one
+    receipt, numbered 1, and one ``send_document`` job.
+    """
+    from pydantic import SecretStr
+
+    from tests.test_stripe_webhooks import SECRET, event, intent, post
+    from web import create_app
+    from workers.registry import default_handlers
+
+    configured = settings.model_copy(update={"stripe_webhook_secret": SecretStr(SECRET)})
+    client = create_app(configured, engine=engine).test_client()
+    with factory() as s:
+        s.add(Brand(**RECEIPT_CASE.brand))
+        s.commit()
+    deliveries = [
+        event("evt_1", "payment_intent.processing", intent("processing"), 1_700_000_001),
+        event("evt_2", "payment_intent.requires_action", intent("requires_action"), 1_700_000_002),
+        event("evt_3", "payment_intent.succeeded", intent("succeeded"), 1_700_000_003),
+        event("evt_4", "payment_intent.succeeded", intent("succeeded"), 1_700_000_003),
+    ]
+    handlers = default_handlers()
+    for delivery in deliveries:
+        assert post(client, delivery).status_code == 200
+        if delivery["id"] == "evt_2":  # processing, then requires action: not paid
+            run_all(factory, handlers)
+            assert documents_of(factory) == []
+    run_all(factory, handlers)
+    assert post(client, deliveries[-1]).status_code == 200  # a plain redelivery
+    run_all(factory, handlers)
+    with factory() as s:
+        [document] = documents(s)
+        assert document.state is DocumentState.ISSUED and document.sequence == 1
+        assert document.total + document.rounding_amount == 2000
+        [send] = jobs(s, SEND_DOCUMENT_JOB)
+        assert send.payload == {"document_id": document.id}
+        assert len(jobs(s, ISSUE_DOCUMENT_JOB)) == 1
+
+
+def documents_of(factory) -> list[Document]:
+    with factory() as s:
+        return documents(s)
+
+
+def run_all(factory, handlers) -> None:
+    """Run queued jobs (not send_document, whose handler lives in mailbridge) until none is left."""
+    while True:
+        with factory() as s:
+            ids = s.exec(
+                select(Job.id)
+                .where(Job.state == JobState.QUEUED, Job.kind != SEND_DOCUMENT_JOB)
+                .order_by(col(Job.id))
+            ).all()
+        if not ids:
+            return
+        for job_id in ids:
+            assert job_id is not None and run_job(factory, job_id, handlers).outcome == "done"
+
+
+def test_a_refund_that_arrives_before_its_payment_gets_its_credit_note_job_when_linked(session):
+    """No job while the payment is unknown; linking the refund to it submits exactly one."""
+    world = make_world(session, RECEIPT_CASE, external_id="pi_seed")
+    early = GatewayRefund("re_E", "pi_late", RefundStatus.SUCCEEDED, 500, "EUR", PAID_AT)
+    refund = apply_refund(session, world.account, early).row
+    assert jobs(session, ISSUE_DOCUMENT_JOB) == []
+    late = GatewayPayment("pi_late", None, PaymentStatus.SUCCEEDED, 11900, "EUR", PAID_AT)
+    payment = apply_payment(session, world.account, late).row
+    apply_payment(session, world.account, late)
+    payloads = [j.payload for j in jobs(session, ISSUE_DOCUMENT_JOB)]
+    assert sorted(payloads, key=str) == [{"payment_id": payment.id}, {"refund_id": refund.id}]
+    note = issue_credit_note(session, refund.id)
+    assert note is not None and note.credits_document_id is not None
+
+
+@pytest.mark.postgres_only
+@pytest.mark.skipif(backend() != "postgresql", reason="needs PostgreSQL row locks")
+def test_the_loser_of_a_race_returns_the_winners_document_and_gives_its_number_back(factory):
+    """B waits on the series lock held by A; A commits; B's insert collides and is undone."""
+    with factory() as s:
+        world = make_world(s, RECEIPT_CASE)
+        other = add_payment(s, world.account, world.customer, RECEIPT_CASE, external_id="pi_2")
+        payment_id, other_id = world.payment.id, other.id
+        s.commit()
+    a = factory()
+    first = number_for_payment(a, payment_id)  # holds the series row lock, not committed
+    assert first is not None
+    result: dict[str, object] = {}
+
+    def loser() -> None:
+        with factory() as b:
+            result["doc"] = number_for_payment(b, payment_id)
+            b.commit()
+
+    thread = threading.Thread(target=loser)
+    thread.start()
+    thread.join(1.0)
+    assert thread.is_alive(), "B must wait for A's lock"
+    a.commit()
+    a.close()
+    thread.join(30)
+    got = result["doc"]
+    assert isinstance(got, Document) and got.id == first.id and got.number == first.number
+    with factory() as s:
+        nxt = number_for_payment(s, other_id)
+        s.commit()
+        assert nxt is not None and nxt.sequence == first.sequence + 1
+        assert len(documents(s)) == 2

@@ -286,3 +286,21 @@ def test_the_gate_resolves_only_files_inside_templates_and_media(tmp_path):
 def test_brand_colours_must_be_hex():
     assert safe_colour("#0b3954", "#000000") == "#0b3954"
     assert safe_colour("red; background: url(x)", "#000000") == "#000000"
+
+
+def test_billbox_pdf_render_document_renders_a_stored_document_again(session):
+    """The engine-level entry point renders the same text from the stored rows."""
+    from sqlmodel import select
+
+    from billbox.models import DocumentLine, DocumentTaxLine
+    from billbox.pdf import render_document
+
+    world = make_world(session, CASES["nz"])
+    document = issue_for_payment(session, world.payment.id)
+    assert document is not None and document.pdf is not None
+    lines = session.exec(select(DocumentLine).where(DocumentLine.document_id == document.id)).all()
+    taxes = session.exec(
+        select(DocumentTaxLine).where(DocumentTaxLine.document_id == document.id)
+    ).all()
+    again = render_document(document, lines, taxes, world.brand)
+    assert pdf_text(again) == pdf_text(document.pdf)

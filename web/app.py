@@ -68,7 +68,8 @@ def create_app(
         import structlog
 
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
+        if "frame-ancestors" not in response.headers.get("Content-Security-Policy", ""):
+            response.headers.setdefault("X-Frame-Options", "DENY")  # no framing unless allowed
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault(
             "Content-Security-Policy", "default-src 'self'; script-src 'self'; object-src 'none'"
@@ -119,6 +120,9 @@ def _install_staff_pages(app: Flask) -> None:
         settings.secret(), settings.portal_link_days
     )
     app.register_blueprint(portal_bp)
+    from web.sidebar import bp as sidebar_bp
+
+    app.register_blueprint(sidebar_bp)
 
 
 def services() -> WebServices:

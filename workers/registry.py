@@ -9,6 +9,7 @@ from billbox.jobs import NOOP_JOB, Handler, noop
 from billbox.settings import Settings
 from billbox.webhooks import WEBHOOK_JOB, process_webhook
 from mailbridge.classify import ClassifyContext
+from mailbridge.helpdesks.push import PUSH_JOB, make_push_handler
 from mailbridge.pipeline import INBOUND_JOB, PipelineConfig, make_process_inbound, process_inbound
 from mailbridge.send import SEND_DOCUMENT_JOB, mailer_config, make_send_document
 from mailbridge.trust import TrustContext
@@ -45,7 +46,13 @@ def default_handlers(settings: Settings | None = None) -> dict[str, Handler]:
         ISSUE_DOCUMENT_JOB: (
             issue_document if settings is None else make_issue_document(document_config(settings))
         ),
+        **({} if settings is None else helpdesk_handlers(settings)),
     }
     if settings is not None:  # sending needs the secret key and the relay
         handlers[SEND_DOCUMENT_JOB] = make_send_document(mailer_config(settings))
     return handlers
+
+
+def helpdesk_handlers(settings: Settings) -> dict[str, Handler]:
+    """Pushing ticket messages to external helpdesks needs the secret key (sealed tokens)."""
+    return {PUSH_JOB: make_push_handler(settings.secret(), settings.reply_domain)}

@@ -40,15 +40,24 @@ document it corrects even if the customer changed since.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
+from billbox.documents.content import (
+    buyer_snapshot,
+    decide,
+    decision_of,
+    document_title,
+    net_from_gross,
+    payment_method_label,
+    seller_snapshot,
+)
 from billbox.documents.render import render_document
 from billbox.documents.view import label, normalise_locale
 from billbox.errors import JobError, PermanentError
@@ -72,18 +81,7 @@ from billbox.models import (
 from billbox.numbering import next_number
 from billbox.pdf import sha256_hex
 from billbox.tax import (
-    Buyer,
-    Category,
-    InvalidTaxId,
-    Line,
-    Registration,
-    Seller,
     TaxDecision,
-    TaxError,
-    Totals,
-    Treatment,
-    compute_totals,
-    determine,
 )
 
 __all__ = [
@@ -95,17 +93,10 @@ __all__ = [
     "net_from_gross",
     "number_for_payment",
     "number_for_refund",
+    "payment_method_label",
 ]
 
 log = get_logger("billbox.documents")
-
-_CARD_BRANDS = {
-    "visa": "Visa", "mastercard": "Mastercard", "amex": "American Express", "jcb": "JCB",
-    "discover": "Discover", "diners": "Diners Club", "unionpay": "UnionPay",
-    "cartes_bancaires": "Cartes Bancaires",
-}  # fmt: skip
-_TAX_LABELS = {"eu_vat": "VAT", "eu_oss": "VAT (OSS)", "gb_vat": "VAT", "au_gst": "ABN",
-               "nz_gst": "GST"}  # fmt: skip
 
 
 class DocumentImmutable(PermanentError):
@@ -141,110 +132,8 @@ def refuse_changes(session: OrmSession, _context: Any, _instances: Any) -> None:
 
 
 def _state_history(obj: Document) -> list[object]:
-    from sqlalchemy import inspect as sa_inspect
-
     attr = sa_inspect(obj).attrs.state.history
     return [*(attr.unchanged or ()), *(attr.deleted or ())]
-
-
-# --- amounts ------------------------------------------------------------------
-
-
-def net_from_gross(gross: int, decision: TaxDecision, currency: str) -> tuple[int, Totals]:
-    """The largest net whose EN 16931 total does not exceed ``gross``, with its totals."""
-
-    def totals(net: int) -> Totals:
-        return compute_totals([Line("", 1, net)], decision, currency)
-
-    if decision.rate == 0 or gross <= 0:
-        return gross, totals(gross)
-    net = int((Decimal(gross) * 100 / (100 + decision.rate)).to_integral_value(ROUND_FLOOR))
-    while totals(net + 1).total <= gross:
-        net += 1
-    while net > 0 and totals(net).total > gross:
-        net -= 1
-    return net, totals(net)
-
-
-# --- snapshots ----------------------------------------------------------------
-
-
-def _seller_snapshot(brand: Brand, decision: TaxDecision) -> dict[str, object]:
-    registrations: list[dict[str, str]] = []
-    seen: set[str] = set()
-    if decision.seller_tax_number:
-        registrations.append(
-            {"label": decision.seller_tax_label or "Tax ID", "number": decision.seller_tax_number}
-        )
-        seen.add(decision.seller_tax_number)
-    for reg in brand.tax_registrations:
-        number = str(reg.get("number", "")).strip().upper().replace(" ", "")
-        if number and number not in seen:
-            seen.add(number)
-            registrations.append(
-                {"label": _TAX_LABELS.get(str(reg.get("scheme")), "Tax ID"), "number": number}
-            )
-    return {
-        "name": brand.name,
-        "legal_name": brand.legal_name,
-        "address": brand.address,
-        "country": brand.country,
-        "email": brand.email_from,
-        "registrations": registrations,
-    }
-
-
-def _buyer_snapshot(customer: Customer | None, payment: Payment) -> dict[str, object]:
-    email = (customer.email if customer and customer.email else None) or payment.payer_email or ""
-    return {
-        "name": (customer.name if customer else "") or email,
-        "email": email,
-        "address": customer.address if customer else "",
-        "country": (customer.country or "").upper() if customer else "",
-        "tax_id": (customer.tax_id or "") if customer else "",
-    }
-
-
-def _decide(brand: Brand, buyer: dict[str, object]) -> TaxDecision:
-    seller = Seller(
-        country=brand.country,
-        registrations=tuple(
-            Registration(str(r["scheme"]), str(r["country"]), str(r["number"]))
-            for r in brand.tax_registrations
-        ),
-    )
-    country = str(buyer.get("country") or "") or None
-    tax_id = str(buyer.get("tax_id") or "") or None
-    try:
-        decision = determine(seller, Buyer(country=country, tax_id=tax_id))
-    except InvalidTaxId as exc:
-        if tax_id is None or exc.value.strip() != tax_id.strip():
-            raise PermanentError(f"brand {brand.slug}: {exc}") from exc  # seller's number
-        log.warning("buyer_tax_id_invalid", brand=brand.slug, reason=str(exc))
-        buyer["tax_id_invalid"], buyer["tax_id"] = tax_id, ""
-        decision = determine(seller, Buyer(country=country, tax_id=None))
-    except TaxError as exc:
-        if tax_id is None:
-            raise PermanentError(f"brand {brand.slug}: {exc}") from exc
-        log.warning("buyer_tax_id_unusable", brand=brand.slug, reason=str(exc))
-        buyer["tax_id_invalid"], buyer["tax_id"] = tax_id, ""
-        decision = determine(seller, Buyer(country=country, tax_id=None))
-    if decision.buyer_tax_number:
-        buyer["tax_id"] = decision.buyer_tax_number
-    if not buyer.get("country"):
-        buyer["country"] = decision.jurisdiction if country is None else country
-    return decision
-
-
-def payment_method_label(payment: Payment) -> str:
-    """``Visa •••• 4242``, ``PayPal (payer@example.com)``; empty when unknown."""
-    method = (payment.payment_method or "").strip()
-    if method.lower() == "paypal":
-        return f"PayPal ({payment.payer_email})" if payment.payer_email else "PayPal"
-    name = _CARD_BRANDS.get(method.lower(), method.replace("_", " ").title())
-    if payment.card_last4:
-        return f"{name or 'Card'} \u2022\u2022\u2022\u2022 {payment.card_last4}"
-    return name
 
 
 # --- step 1: numbered documents ------------------------------------------------
@@ -252,15 +141,6 @@ def payment_method_label(payment: Payment) -> str:
 
 def _existing(session: Session, source_key: str) -> Document | None:
     return session.exec(select(Document).where(Document.source_key == source_key)).first()
-
-
-def _title(kind: DocumentKind, decision: TaxDecision, seller_country: str) -> str:
-    if kind is DocumentKind.CREDIT_NOTE:
-        resident_gst = decision.document_title == "Tax invoice"
-        return "Adjustment note" if resident_gst and seller_country == "AU" else "Credit note"
-    if decision.document_title == "Tax invoice":
-        return "Tax invoice"
-    return "Invoice" if kind is DocumentKind.INVOICE else "Receipt"
 
 
 def _create(
@@ -354,8 +234,8 @@ def number_for_payment(
         else None
     )
     kind = DocumentKind.INVOICE if invoice is not None else DocumentKind.RECEIPT
-    buyer = _buyer_snapshot(customer, payment)
-    decision = _decide(brand, buyer)
+    buyer = buyer_snapshot(customer, payment)
+    decision = decide(brand, buyer)
     locale = normalise_locale((customer.locale if customer else None) or brand.locale)
     description = payment.description.strip() or (
         f"{label(locale, 'payment')} {invoice.number or invoice.external_id}"
@@ -376,11 +256,11 @@ def number_for_payment(
         currency=payment.currency,
         tax_treatment=decision.treatment.value,
         locale=locale,
-        title=_title(kind, decision, brand.country),
+        title=document_title(kind, decision, brand.country),
         legal_note=decision.legal_note,
         payment_method=payment_method_label(payment),
         billing_url=config.billing_url,
-        seller=_seller_snapshot(brand, decision),
+        seller=seller_snapshot(brand, decision),
         buyer=buyer,
         issued_at=utcnow(),
         supplied_at=payment.gateway_created_at,
@@ -392,19 +272,6 @@ def number_for_payment(
         description=description,
         gross=payment.amount,
         decision=decision,
-    )
-
-
-def _decision_of(document: Document, tax: DocumentTaxLine | None) -> TaxDecision:
-    """The tax decision an issued document was made with, from what it stored."""
-    return TaxDecision(
-        treatment=Treatment(document.tax_treatment),
-        jurisdiction=tax.jurisdiction if tax else str(document.seller.get("country", "")),
-        rate=Decimal(tax.rate) if tax else Decimal(0),
-        category=Category(tax.category) if tax else Category.OUTSIDE_SCOPE,
-        document_title="Tax invoice" if document.title == "Tax invoice" else "Invoice",
-        legal_note=document.legal_note,
-        seller_tax_number=None,
     )
 
 
@@ -440,7 +307,7 @@ def number_for_refund(
         .where(DocumentTaxLine.document_id == original.id)
         .order_by(col(DocumentTaxLine.id))
     ).first()
-    decision = _decision_of(original, tax)
+    decision = decision_of(original, tax)
     payment = session.get(Payment, refund.payment_id)
     assert payment is not None
     locale = original.locale
@@ -460,7 +327,9 @@ def number_for_refund(
         currency=refund.currency,
         tax_treatment=original.tax_treatment,
         locale=locale,
-        title=_title(DocumentKind.CREDIT_NOTE, decision, str(original.seller.get("country"))),
+        title=document_title(
+            DocumentKind.CREDIT_NOTE, decision, str(original.seller.get("country"))
+        ),
         legal_note=original.legal_note,
         payment_method=original.payment_method,
         billing_url=config.billing_url,

@@ -66,11 +66,16 @@ def document_context(
     )
     text = labels(locale)
     seller, buyer = document.seller, document.buyer
+    home = str(seller.get("country") or "")
+    jurisdiction = tax_lines[0].jurisdiction if tax_lines else None
     stored = seller.get("registrations")
     registrations = stored if isinstance(stored, list) else []
     notes = [
         note
-        for note in (local_legal_note(document.tax_treatment, locale), document.legal_note)
+        for note in (
+            local_legal_note(document.tax_treatment, locale, jurisdiction),
+            document.legal_note,
+        )
         if note
     ]
     credit = document.kind is DocumentKind.CREDIT_NOTE
@@ -125,7 +130,8 @@ def document_context(
         ],
         "tax_rows": [
             {
-                "category": text.get("category_" + tax.category, tax.category),
+                "category": text.get("category_" + tax.category, tax.category)
+                + (f" ({tax.jurisdiction})" if home and tax.jurisdiction != home else ""),
                 "rate": format_rate(Decimal(tax.rate), locale),
                 "taxable": money(tax.taxable_amount),
                 "tax": money(tax.tax_amount),

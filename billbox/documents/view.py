@@ -175,11 +175,22 @@ def translate_title(title: str, locale: str) -> str:
     return _TITLES.get(title, {}).get(language_of(locale), title)
 
 
-def local_legal_note(treatment: str, locale: str) -> str | None:
-    """A short mention in the reader's language for notes that need one (reverse charge)."""
-    if treatment != "reverse_charge":
-        return None
-    return _REVERSE_CHARGE.get(language_of(locale))
+_OSS = {
+    "en": "VAT of {country} charged at its rate and declared under the EU One-Stop Shop (OSS)",
+    "de": "Umsatzsteuer von {country} zu deren Satz, erklärt im One-Stop-Shop-Verfahren (OSS)",
+    "fr": "TVA de {country} appliquée à son taux et déclarée via le guichet unique (OSS)",
+    "es": "IVA de {country} a su tipo, declarado en la ventanilla única (OSS)",
+}
+
+
+def local_legal_note(treatment: str, locale: str, jurisdiction: str | None = None) -> str | None:
+    """A mention in the reader's language: the reverse-charge words, or the OSS country."""
+    language = language_of(locale)
+    if treatment == "reverse_charge":
+        return _REVERSE_CHARGE.get(language)
+    if treatment == "oss" and jurisdiction:
+        return _OSS[language].format(country=country_name(jurisdiction, locale))
+    return None
 
 
 def major(amount: int, currency: str) -> Decimal:

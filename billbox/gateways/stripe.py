@@ -43,10 +43,13 @@ from billbox.gateways.base import (
     GatewayActions,
     GatewayAdapter,
     GatewayError,
+    GatewayLister,
     GatewayParseError,
     GatewayUnavailable,
     Ignored,
     NormalisedObject,
+    ObjectKind,
+    Page,
     ParseResult,
     VerifiedEvent,
     WebhookVerificationError,
@@ -81,6 +84,7 @@ class StripeGateway:
         {
             Capability.WEBHOOKS,
             Capability.FETCH,
+            Capability.LIST,
             # Actions (implemented in stripe_actions.py):
             Capability.REFUND,
             Capability.CAPTURE,
@@ -285,16 +289,43 @@ class StripeGateway:
             )
         return self._client
 
+    def list_page(
+        self, kind: ObjectKind, cursor: str | None, *, since: datetime | None, limit: int = 100
+    ) -> Page:
+        """One page for ``billbox sync``; the rules: :mod:`billbox.gateways.stripe_listing`."""
+        from billbox.gateways import stripe_listing
+
+        now = datetime.now(UTC)
+        with _mapped_errors():
+            return stripe_listing.list_page(
+                self._sdk(), kind, cursor, since=since, limit=limit, now=now
+            )
+
 
 @contextmanager
 def _mapped_errors() -> Iterator[None]:
     """Turn ``stripe.StripeError`` into our errors, like httpx's ``map_httpcore_exceptions``."""
     try:
         yield
-    except (stripe_sdk.APIConnectionError, stripe_sdk.RateLimitError) as exc:
+    except stripe_sdk.RateLimitError as exc:
+        retry_after = _retry_after(exc.headers)
+        raise GatewayUnavailable(
+            f"stripe: {exc.user_message or exc}", retry_after=retry_after
+        ) from exc
+    except stripe_sdk.APIConnectionError as exc:
         raise GatewayUnavailable(f"stripe: {exc.user_message or exc}") from exc
     except stripe_sdk.StripeError as exc:
         raise GatewayError(f"stripe: {exc.__class__.__name__}: {exc.user_message or exc}") from exc
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from a 429's ``Retry-After`` (delta-seconds form); None when absent or a date."""
+    value = _header(headers, "Retry-After") if headers else None
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 86400 else None
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -730,3 +761,4 @@ def _plan_name(price: Json) -> str:
 if TYPE_CHECKING:  # mypy proves the adapter satisfies the protocol
     _conforms: GatewayAdapter = StripeGateway()
     _acts: GatewayActions = StripeGateway()
+    _lists: GatewayLister = StripeGateway()

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from billbox.models import TicketMessage
 from mailbridge.helpdesks import Delivered, Filing
+from mailbridge.helpdesks.push import queue_pushes
 from mailbridge.ticketing import file_message
 
 
@@ -25,4 +26,5 @@ class InboxConnector:
         before = filing.decision.ticket_id
         message = file_message(session, filing.row, filing.parsed, filing.decision, filing.match)
         assert message.id is not None
+        queue_pushes(session, message)  # copies for external helpdesks, if any are active
         return Delivered(message.ticket_id, message.id, created_ticket=before is None)
