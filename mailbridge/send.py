@@ -42,7 +42,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from billbox.documents import SEND_DOCUMENT_JOB
+from billbox.documents import SEND_DOCUMENT_JOB, SEND_MAX_ATTEMPTS
 from billbox.errors import PermanentError
 from billbox.jobs import Handler, JobContext, submit
 from billbox.logs import get_logger
@@ -84,9 +84,7 @@ __all__ = [
     "queue_document_email",
 ]
 
-MAX_ATTEMPTS = 16
-"""Job attempts for mail: with billbox.jobs' backoff (2^n s, at most 1 h) about 7 hours,
-long enough to ride out greylisting and a relay outage."""
+MAX_ATTEMPTS = SEND_MAX_ATTEMPTS  # the issuer's first send and resends retry alike
 UNKNOWN_PREFIX = "delivery unknown: "
 
 _RESEND = re.compile(r"resend:([1-9][0-9]{0,8})")

@@ -18,5 +18,8 @@ from __future__ import annotations
 ISSUE_DOCUMENT_JOB = "issue_document"
 #: Job that emails an issued document ({"document_id": id}); handled by mailbridge.
 SEND_DOCUMENT_JOB = "send_document"
+#: Attempts for ``send_document``: with billbox.jobs' backoff (2^n s, at most 1 h) about
+#: 7 hours, long enough to ride out greylisting and a relay outage.
+SEND_MAX_ATTEMPTS = 16
 
 __all__ = ["ISSUE_DOCUMENT_JOB", "SEND_DOCUMENT_JOB"]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from sqlmodel import Session
 
-from billbox.documents import SEND_DOCUMENT_JOB
+from billbox.documents import SEND_DOCUMENT_JOB, SEND_MAX_ATTEMPTS
 from billbox.documents.issue import DocumentConfig, finish, number_for_payment, number_for_refund
 from billbox.errors import PermanentError
 from billbox.jobs import JobContext, submit
@@ -36,6 +36,7 @@ def submit_send(session: Session, document: Document) -> None:
         SEND_DOCUMENT_JOB,
         {"document_id": document.id},
         dedupe_key=f"{SEND_DOCUMENT_JOB}:{document.id}",
+        max_attempts=SEND_MAX_ATTEMPTS,
     )
 
 
