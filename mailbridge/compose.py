@@ -197,11 +197,13 @@ def compose_document_email(
     customer: Customer | None = None,
     now: datetime | None = None,
     resent: bool = False,
+    billing_url: str | None = None,
 ) -> ComposedEmail:
     """Build the email for ``document`` from ``brand``; raise :class:`ComposeError` if impossible.
 
     Uses ``document.pdf`` as stored: composing never renders. ``resent``
-    adds a line saying this is a copy of an earlier email.
+    adds a line saying this is a copy of an earlier email. ``billing_url`` (the
+    customer's signed billing-page link) replaces the document's plain one.
     """
     if not document.pdf:
         raise ComposeError(f"document {document.number} has no PDF yet")
@@ -249,7 +251,7 @@ def compose_document_email(
         ),
         "payment_method": _one_line(document.payment_method),
         "payment_method_label": label(loc.locale, "payment_method"),
-        "billing_url": _http_url(document.billing_url),
+        "billing_url": _http_url(billing_url or document.billing_url),
         "billing_page_label": label(loc.locale, "billing_page"),
         "brand_name": values["brand"],
         "footer": brand.footer.strip(),

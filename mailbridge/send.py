@@ -55,6 +55,7 @@ from billbox.models import (
     OutboundState,
     utcnow,
 )
+from billbox.portal_links import PortalLinks
 from billbox.settings import Settings
 from mailbridge.compose import (
     ComposeConfig,
@@ -103,6 +104,9 @@ class MailerConfig:
 
     compose: ComposeConfig
     relay: RelayConfig | None
+    #: Signs the customer's billing-page link put in every email (None: the document's URL).
+    portal: PortalLinks | None = None
+    public_url: str = ""
 
 
 def mailer_config(settings: Settings) -> MailerConfig:
@@ -121,7 +125,20 @@ def mailer_config(settings: Settings) -> MailerConfig:
             settings.smtp_relay, helo_name=settings.reply_domain, tls_context=context
         )
     compose = ComposeConfig(secret=settings.secret(), reply_domain=settings.reply_domain, dkim=dkim)
-    return MailerConfig(compose=compose, relay=relay)
+    portal = PortalLinks(settings.secret(), settings.portal_link_days)
+    return MailerConfig(
+        compose=compose, relay=relay, portal=portal, public_url=settings.effective_public_url
+    )
+
+
+def billing_link(
+    session: Session, config: MailerConfig, customer: Customer | None, brand: Brand
+) -> str | None:
+    """The customer's signed billing-page link for this brand (it expires; see the portal)."""
+    if config.portal is None or customer is None or brand.id is None or not config.public_url:
+        return None
+    token = config.portal.make(session, customer, brand.id)
+    return f"{config.public_url.rstrip('/')}/billing/open/{token}"
 
 
 def purpose_key(document_id: int, purpose: object = None) -> str:
@@ -201,6 +218,7 @@ def _get_or_create(
     if brand is None:
         raise PermanentError(f"brand {document.brand_id} of document {document.number} is gone")
     customer = session.get(Customer, document.customer_id) if document.customer_id else None
+    link = billing_link(session, config, customer, brand)
     # End the read transaction before composing: on SQLite every transaction
     # holds the write lock, and composing (and DKIM signing) takes milliseconds.
     session.commit()
@@ -212,6 +230,7 @@ def _get_or_create(
             config=config.compose,
             message_id=new_message_id(config.compose.reply_domain),
             resent=key.startswith("resend:"),
+            billing_url=link,
         )
     except ComposeError as exc:
         raise PermanentError(str(exc)) from None
