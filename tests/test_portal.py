@@ -173,3 +173,52 @@ def test_pages_need_a_link(client):
     assert "receipt email" in client.get("/billing/").get_data(as_text=True)
     assert client.get("/billing/tax").status_code == 403
     assert client.get("/billing/question").status_code == 403
+
+
+def test_email_me_a_link_answers_alike_for_unknown_addresses_and_is_rate_limited(
+    client, world, factory
+):
+    from billbox.models import Job
+    from mailbridge.portal_mail import PORTAL_LINK_JOB
+
+    page = client.get("/billing/").get_data(as_text=True)
+    token = csrf(page)
+    known = client.post("/billing/link", data={"email": "ANA@example.org", "csrf_token": token})
+    unknown = client.post("/billing/link", data={"email": "x@example.org", "csrf_token": token})
+    assert known.status_code == unknown.status_code == 200
+    assert known.get_data(as_text=True) == unknown.get_data(as_text=True)
+    with factory() as s:
+        jobs = s.exec(select(Job).where(Job.kind == PORTAL_LINK_JOB)).all()
+    assert [j.payload["customer_id"] for j in jobs] == [world["customer_id"]]
+    for _ in range(2):
+        client.post("/billing/link", data={"email": "ana@example.org", "csrf_token": token})
+    throttled = client.post("/billing/link", data={"email": "ana@example.org", "csrf_token": token})
+    assert throttled.status_code == 429
+
+
+def test_the_link_email_reaches_the_relay_and_its_link_opens_the_page(
+    client, world, factory, portal_settings
+):
+    from email import message_from_bytes, policy
+
+    from billbox.models import Brand, Job
+    from mailbridge.portal_mail import PORTAL_LINK_JOB
+    from tests.mail_world import relay_sink
+
+    with factory() as s:
+        brand = s.exec(select(Brand)).one()
+        brand.email_from = "billing@northwind.example.com"
+        s.add(brand)
+        s.commit()
+    token = csrf(client.get("/billing/").get_data(as_text=True))
+    client.post("/billing/link", data={"email": "ana@example.org", "csrf_token": token})
+    with relay_sink("plain") as sink:
+        configured = portal_settings.model_copy(update={"smtp_relay": sink.url})
+        with factory() as s:
+            [job] = s.exec(select(Job).where(Job.kind == PORTAL_LINK_JOB)).all()
+        assert run_job(factory, job.id, default_handlers(configured)).outcome == "done"
+        [delivery] = sink.handler.deliveries
+    message = message_from_bytes(delivery.content, policy=policy.default)
+    assert message["Subject"] == "Ihre Abrechnungsseite bei Northwind"  # Ana reads German
+    link = re.search(r"/billing/open/([A-Za-z0-9._-]+)", message.get_content())
+    assert link and client.get(link.group(0)).status_code == 302

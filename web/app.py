@@ -119,6 +119,10 @@ def _install_staff_pages(app: Flask) -> None:
     app.extensions["billbox_portal_links"] = PortalLinks(
         settings.secret(), settings.portal_link_days
     )
+    # "email me a link": 3 per address and 10 per client an hour, per web process
+    app.extensions["billbox_link_throttle"] = LoginThrottle(
+        per_address=3, per_client=10, window=3600.0
+    )
     app.register_blueprint(portal_bp)
     from web.sidebar import bp as sidebar_bp
 

@@ -11,6 +11,7 @@ from billbox.webhooks import WEBHOOK_JOB, process_webhook
 from mailbridge.classify import ClassifyContext
 from mailbridge.helpdesks.push import PUSH_JOB, make_push_handler
 from mailbridge.pipeline import INBOUND_JOB, PipelineConfig, make_process_inbound, process_inbound
+from mailbridge.portal_mail import PORTAL_LINK_JOB, make_send_link
 from mailbridge.send import SEND_DOCUMENT_JOB, mailer_config, make_send_document
 from mailbridge.trust import TrustContext
 
@@ -49,7 +50,9 @@ def default_handlers(settings: Settings | None = None) -> dict[str, Handler]:
         **({} if settings is None else helpdesk_handlers(settings)),
     }
     if settings is not None:  # sending needs the secret key and the relay
-        handlers[SEND_DOCUMENT_JOB] = make_send_document(mailer_config(settings))
+        mailer = mailer_config(settings)
+        handlers[SEND_DOCUMENT_JOB] = make_send_document(mailer)
+        handlers[PORTAL_LINK_JOB] = make_send_link(mailer, settings.portal_link_days)
     return handlers
 
 

@@ -5,11 +5,21 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
-from typing import Any
+from typing import Any, cast
 
-from flask import Response, abort, redirect, render_template, request, session, url_for
+from flask import (
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlmodel import Session, col, select
 
+from billbox.customers import find_by_email, normalise_email
 from billbox.models import (
     Brand,
     Customer,
@@ -26,10 +36,12 @@ from billbox.models import (
 from billbox.portal_links import LinkRefused, PortalGrant
 from billbox.taxids import InvalidTaxId, can_validate, validate_tax_id
 from mailbridge import store_inbound
+from mailbridge.portal_mail import queue_link_emails
 from mailbridge.tokens import make_reply_token, reply_address
 from web.app import services
 from web.portal import SESSION_KEY, bp, current_grant, links
 from web.portal.i18n import language_of, translate
+from web.security import LoginThrottle
 
 MAX_QUESTION = 10_000
 CUSTOMER_STATUS = {
@@ -136,6 +148,49 @@ def overview() -> Any:
             payments=payments, documents=documents, subscriptions=subscriptions,
             invoices=invoices, status_of=CUSTOMER_STATUS,
         )  # fmt: skip
+
+
+LINK_SENT = (
+    "If that address has billing history with us, we have emailed it a link to its billing "
+    "page. It can take a few minutes to arrive."
+)
+
+
+@bp.post("/link")
+def email_link() -> Any:
+    """Email a fresh link: the same answer for known and unknown addresses (no enumeration),
+    rate-limited per address and per client."""
+    address = normalise_email(request.form.get("email", "")) or ""
+    client = request.remote_addr or "unknown"
+    throttle = cast(LoginThrottle, current_app.extensions["billbox_link_throttle"])
+    if throttle.retry_after(address, client) > 0:
+        return render_template(
+            "portal/start.html", message="Too many requests; try again later."
+        ), 429
+    throttle.failed(address, client)  # every request counts against the budget
+    if address:
+        with services().factory() as db:
+            customer = find_by_email(db, address)
+            if customer is not None and customer.id is not None:
+                brand_ids = _brands_of(db, customer.id)
+                queue_link_emails(db, customer.id, brand_ids)
+                db.commit()
+    return render_template("portal/start.html", message=LINK_SENT)
+
+
+def _brands_of(db: Session, customer_id: int) -> list[int]:
+    """Brands the customer has documents or payments with."""
+    from_documents = set(
+        db.exec(select(Document.brand_id).where(Document.customer_id == customer_id)).all()
+    )
+    from_payments = set(
+        db.exec(
+            select(GatewayAccount.brand_id)
+            .join(Payment, col(Payment.account_id) == col(GatewayAccount.id))
+            .where(Payment.customer_id == customer_id)
+        ).all()
+    )
+    return sorted(from_documents | from_payments)
 
 
 @bp.get("/documents/<int:document_id>.pdf")
