@@ -183,23 +183,35 @@ def make_send_document(config: MailerConfig) -> Handler:
         if connections is None:
             raise PermanentError("BILLBOX_SMTP_RELAY is not set; no email can be sent")
         row = _get_or_create(session, config, document_id, key)
-        session.commit()  # no transaction (no SQLite write lock) while we talk to the relay
-        if row.state in (OutboundState.SENT, OutboundState.BOUNCED):
-            log.info("outbound_already_sent", outbound_id=row.id, purpose_key=key)
-            return
-        if row.state == OutboundState.FAILED:
-            raise PermanentError(f"outbound email {row.id} failed earlier: {row.last_error}")
-        if row.state == OutboundState.SENDING:
-            error = (
-                f"{UNKNOWN_PREFIX}an earlier attempt was interrupted while handing "
-                f"{row.message_id} to the relay; check the relay log, resend if it did not go out"
-            )
-            _finish(session, row, OutboundState.FAILED, error, count_attempt=False)
-            session.commit()
-            raise PermanentError(error)
-        _attempt(session, config, connections, row, job)
+        send_row(session, config, connections, row, job)
 
     return send_document
+
+
+def send_row(
+    session: Session,
+    config: MailerConfig,
+    connections: RelayConnections,
+    row: OutboundEmail,
+    job: JobContext,
+) -> None:
+    """Hand one composed outbound row to the relay, at most once (see the module doc)."""
+    key = row.purpose_key
+    session.commit()  # no transaction (no SQLite write lock) while we talk to the relay
+    if row.state in (OutboundState.SENT, OutboundState.BOUNCED):
+        log.info("outbound_already_sent", outbound_id=row.id, purpose_key=key)
+        return
+    if row.state == OutboundState.FAILED:
+        raise PermanentError(f"outbound email {row.id} failed earlier: {row.last_error}")
+    if row.state == OutboundState.SENDING:
+        error = (
+            f"{UNKNOWN_PREFIX}an earlier attempt was interrupted while handing "
+            f"{row.message_id} to the relay; check the relay log, resend if it did not go out"
+        )
+        _finish(session, row, OutboundState.FAILED, error, count_attempt=False)
+        session.commit()
+        raise PermanentError(error)
+    _attempt(session, config, connections, row, job)
 
 
 def _get_or_create(

@@ -8,6 +8,7 @@ from billbox.documents.jobs import issue_document, make_issue_document
 from billbox.jobs import NOOP_JOB, Handler, noop
 from billbox.settings import Settings
 from billbox.webhooks import WEBHOOK_JOB, process_webhook
+from mailbridge.agent_reply import SEND_OUTBOUND_JOB, make_send_outbound
 from mailbridge.classify import ClassifyContext
 from mailbridge.helpdesks.push import PUSH_JOB, make_push_handler
 from mailbridge.pipeline import INBOUND_JOB, PipelineConfig, make_process_inbound, process_inbound
@@ -53,6 +54,7 @@ def default_handlers(settings: Settings | None = None) -> dict[str, Handler]:
         mailer = mailer_config(settings)
         handlers[SEND_DOCUMENT_JOB] = make_send_document(mailer)
         handlers[PORTAL_LINK_JOB] = make_send_link(mailer, settings.portal_link_days)
+        handlers[SEND_OUTBOUND_JOB] = make_send_outbound(mailer)
     return handlers
 
 

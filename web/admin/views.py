@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, abort, redirect, render_template, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from sqlmodel import col, select
 
 from billbox.models import (
@@ -17,6 +17,7 @@ from billbox.models import (
     TicketStatus,
     utcnow,
 )
+from mailbridge.agent_reply import ReplyError, queue_agent_reply
 from mailbridge.attachments import Attachment, attachment, list_attachments
 from web.admin import bp
 from web.admin.inbox import PAGE_SIZE, TicketFilters, list_tickets
@@ -126,6 +127,33 @@ def add_note(ticket_id: int) -> Any:
         found.updated_at = utcnow()
         db.add(found)
         db.commit()
+    return redirect(url_for("admin.ticket", ticket_id=ticket_id) + "#end")
+
+
+@bp.post("/tickets/<int:ticket_id>/reply")
+@require_roles(*ACTORS)
+def reply(ticket_id: int) -> Any:
+    """Email the customer from the ticket; the ticket then waits for them (pending)."""
+    user = current_user()
+    assert user is not None
+    settings = services().settings
+    with services().factory() as db:
+        found = db.get(Ticket, ticket_id)
+        if found is None:
+            abort(404)
+        try:
+            queue_agent_reply(
+                db, found, author=user.email, text=request.form.get("body", ""),
+                secret=settings.secret(), reply_domain=settings.reply_domain,
+            )  # fmt: skip
+        except ReplyError as exc:
+            db.rollback()
+            flash(str(exc), "error")
+            return redirect(url_for("admin.ticket", ticket_id=ticket_id) + "#end")
+        found.status = TicketStatus.PENDING
+        db.add(found)
+        db.commit()
+    flash("Reply queued for sending.", "ok")
     return redirect(url_for("admin.ticket", ticket_id=ticket_id) + "#end")
 
 
