@@ -107,6 +107,7 @@ def parse_brand_form(
         values["default_currency"] = form.get("default_currency", "")
         errors["default_currency"] = str(exc)
     values["issue_credit_notes"] = form.get("issue_credit_notes") in ("1", "on", "true")
+    values["customer_can_cancel"] = form.get("customer_can_cancel") in ("1", "on", "true")
     registrations, problems = parse_registrations(form.get("tax_registrations", ""))
     values["tax_registrations"] = registrations
     if problems:

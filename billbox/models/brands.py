@@ -27,6 +27,8 @@ class BrandBase(SQLModel):
     footer: str = Field(default="", sa_type=sa.Text)
     legal_text: str = Field(default="", sa_type=sa.Text)
     issue_credit_notes: bool = True
+    # Customers may cancel their subscription (at period end) on their billing page.
+    customer_can_cancel: bool = False
 
 
 class Brand(BrandBase, table=True):

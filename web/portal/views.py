@@ -19,8 +19,11 @@ from flask import (
 )
 from sqlmodel import Session, col, select
 
+from billbox import actions
+from billbox.actions import ActionError, Actor, new_idempotency_key
 from billbox.customers import find_by_email, normalise_email
 from billbox.models import (
+    ActorKind,
     Brand,
     Customer,
     Document,
@@ -30,6 +33,7 @@ from billbox.models import (
     InboundSource,
     Payment,
     PaymentStatus,
+    Role,
     Subscription,
     utcnow,
 )
@@ -191,6 +195,55 @@ def _brands_of(db: Session, customer_id: int) -> list[int]:
         ).all()
     )
     return sorted(from_documents | from_payments)
+
+
+def _cancellable(db: Session, grant: PortalGrant, subscription_id: int) -> Subscription:
+    """The customer's own subscription of this brand, if the brand lets customers cancel it."""
+    subscription = db.get(Subscription, subscription_id)
+    brand = db.get(Brand, grant.brand_id)
+    account = db.get(GatewayAccount, subscription.account_id) if subscription else None
+    if (
+        subscription is None
+        or brand is None
+        or account is None
+        or subscription.customer_id != grant.customer_id
+        or account.brand_id != grant.brand_id
+    ):
+        abort(404)
+    if not brand.customer_can_cancel:
+        abort(403)
+    return subscription
+
+
+@bp.route("/subscriptions/<int:subscription_id>/cancel", methods=["GET", "POST"])
+def cancel_subscription(subscription_id: int) -> Any:
+    """A confirmation step, then cancel at period end through ``billbox.actions`` (audited,
+    the customer as actor)."""
+    grant = _require()
+    error = ""
+    with services().factory() as db:
+        subscription = _cancellable(db, grant, subscription_id)
+        customer = db.get(Customer, grant.customer_id)
+        assert customer is not None
+        email = customer.email
+    if request.method == "POST":
+        # Customers act with an agent's permissions on their own subscription only (checked
+        # above); the audit log names them, with actor kind "customer".
+        actor = Actor(email, Role.AGENT, ActorKind.CUSTOMER)
+        try:
+            actions.cancel_subscription(
+                services().factory, services().settings, actor, subscription_id,
+                at_period_end=True, reason="cancelled by the customer on the billing page",
+                idempotency_key=request.form.get("idempotency_key", "")[:100],
+            )  # fmt: skip
+        except ActionError as exc:
+            error = str(exc)
+        else:
+            return redirect(url_for("portal.overview"))
+    with services().factory() as db:
+        page = _page("portal/cancel.html", db, grant, subscription=subscription, error=error,
+                     key=new_idempotency_key())  # fmt: skip
+    return page, 422 if error else 200
 
 
 @bp.get("/documents/<int:document_id>.pdf")
