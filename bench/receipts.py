@@ -105,6 +105,8 @@ from billbox.jobs import run_job
 from billbox.models import Job, JobState
 from bench.receipts import settings_for
 from workers.registry import default_handlers
+from billbox.logs import configure_logging
+configure_logging("WARNING")  # to stderr (a file): a full stdout pipe would stall the worker
 url, port, tmp, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 settings = settings_for(url, port, tmp)
 factory = session_factory(make_engine(url))
@@ -121,7 +123,10 @@ def loop():
             idle += 1; time.sleep(0.05); continue
         idle = 0
         for i in ids:
-            run_job(factory, i, handlers)
+            try:
+                run_job(factory, i, handlers)
+            except Exception as exc:  # a busy database: the job stays queued, try again
+                print(f"run_job {i}: {exc.__class__.__name__}", file=sys.stderr)
 ts = [threading.Thread(target=loop) for _ in range(threads)]
 [t.start() for t in ts]; [t.join() for t in ts]
 """
@@ -132,9 +137,10 @@ def run_workers(url: str, port: int, tmp: str, processes: int, threads: int, exp
     from billbox.db import make_engine, session_factory
     from billbox.models import OutboundEmail, OutboundState
 
+    errors = open(f"{tmp}/workers.log", "a")  # noqa: SIM115 - closed after the workers
     procs = [
         subprocess.Popen([sys.executable, "-c", WORKER, url, str(port), tmp, str(threads)],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True)
         for _ in range(processes)
     ]  # fmt: skip
     for p in procs:
@@ -159,6 +165,7 @@ def run_workers(url: str, port: int, tmp: str, processes: int, threads: int, exp
     elapsed = time.perf_counter() - start
     for p in procs:
         p.wait(60)
+    errors.close()
     return elapsed
 
 

@@ -33,8 +33,6 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from paypalserversdk.configuration import Configuration, Server
@@ -43,6 +41,7 @@ from paypalserversdk.http.auth.o_auth_2 import ClientCredentialsAuthCredentials
 from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
 
 from billbox.gateways.base import GatewayDeclined, GatewayError, GatewayUnavailable
+from billbox.retry_after import retry_after_header
 
 LIVE_API_BASE = "https://api-m.paypal.com"
 DEFAULT_TIMEOUT = 10.0
@@ -220,26 +219,7 @@ def _mapped(status: int, headers: Any, text: str | None) -> GatewayError:
 
 
 def _retry_after(headers: Any) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date."""
-    value = None
-    if headers is not None:
-        for key in headers:
-            if str(key).lower() == "retry-after":
-                value = str(headers[key]).strip()
-                break
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return retry_after_header(headers if isinstance(headers, Mapping) else None)
 
 
 def _s(value: Any) -> str:

@@ -62,6 +62,7 @@ from billbox.gateways.types import (
     GatewaySubscription,
 )
 from billbox.models import GatewayInvoiceStatus, PaymentStatus, RefundStatus, SubscriptionStatus
+from billbox.retry_after import retry_after_header
 from billbox.settings import Settings
 
 NAME = "stripe"
@@ -319,13 +320,8 @@ def _mapped_errors() -> Iterator[None]:
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from a 429's ``Retry-After`` (delta-seconds form); None when absent or a date."""
-    value = _header(headers, "Retry-After") if headers else None
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and 0 <= seconds < 86400 else None
+    """Seconds from a 429's ``Retry-After``; None when absent."""
+    return retry_after_header(headers)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -51,6 +51,7 @@ from billbox.gateways.types import (
     GatewayRefund,
     GatewaySubscription,
 )
+from billbox.retry_after import retry_after_header
 
 Client = stripe_sdk.StripeClient
 
@@ -68,11 +69,7 @@ def _is_charge(external_id: str) -> bool:
 
 
 def _retry_after(exc: stripe_sdk.StripeError) -> float | None:
-    value = (exc.headers or {}).get("retry-after") or (exc.headers or {}).get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after_header(exc.headers)
 
 
 @contextmanager

@@ -23,17 +23,17 @@ its own transport in parallel; the two can be merged later.
 
 from __future__ import annotations
 
-import email.utils
 import http.client
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from billbox.retry_after import retry_after_seconds as shared_retry_after
 from mailbridge.helpdesks.external import HelpdeskAuthError, HelpdeskError, HelpdeskUnavailable
 
 #: Every call has a timeout (STYLE: "every network call has a default timeout").
@@ -79,20 +79,9 @@ def check_base_url(base_url: str) -> str:
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    """``Retry-After`` as seconds (``now`` as a Unix time, for tests)."""
+    moment = datetime.fromtimestamp(now, UTC) if now is not None else None
+    return shared_retry_after(value, now=moment)
 
 
 def _one_line(text: str) -> str:

@@ -30,10 +30,9 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
+from billbox.retry_after import retry_after_seconds
 from mailbridge.helpdesks.external import HelpdeskAuthError, HelpdeskError, HelpdeskUnavailable
 
 #: Seconds to wait for connect and for each read, unless a connector says otherwise.
@@ -62,22 +61,7 @@ class HttpResponse:
             ) from exc
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+parse_retry_after = retry_after_seconds  # the shared parser, under this module's name
 
 
 class JsonHttp:
