@@ -352,14 +352,17 @@ def number_for_refund(
 # --- step 2: render and issue --------------------------------------------------------
 
 
-def finish(session: Session, document: Document, config: DocumentConfig | None = None) -> Document:
-    """Render the PDF of a ``numbered`` document, store it and its digest, mark it ``issued``.
+@dataclass(frozen=True)
+class RenderInputs:
+    """Everything a render reads, loaded so the render itself needs no database."""
 
-    An already issued document is returned unchanged (its PDF is never re-rendered).
-    """
-    if document.state is DocumentState.ISSUED:
-        return document
-    config = config or DocumentConfig()
+    lines: list[DocumentLine]
+    tax_lines: list[DocumentTaxLine]
+    brand: Brand
+    credits_number: str | None
+
+
+def render_inputs(session: Session, document: Document) -> RenderInputs:
     brand = session.get(Brand, document.brand_id)
     assert brand is not None and document.id is not None
     lines = session.exec(select(DocumentLine).where(DocumentLine.document_id == document.id)).all()
@@ -373,14 +376,26 @@ def finish(session: Session, document: Document, config: DocumentConfig | None =
         if document.credits_document_id
         else None
     )
-    pdf = render_document(
+    return RenderInputs(list(lines), list(tax_lines), brand, credits.number if credits else None)
+
+
+def render_pdf(document: Document, inputs: RenderInputs, config: DocumentConfig) -> bytes:
+    """The PDF bytes; no database access, so callers can render outside any transaction."""
+    return render_document(
         document,
-        lines,
-        tax_lines,
-        brand,
+        inputs.lines,
+        inputs.tax_lines,
+        inputs.brand,
         media_dir=config.media_dir,
-        credits_number=credits.number if credits else None,
+        credits_number=inputs.credits_number,
     )
+
+
+def store_pdf(session: Session, document: Document, pdf: bytes) -> Document:
+    """Keep the rendered PDF and its digest and mark the document ``issued`` (in the caller's
+    transaction); an already issued document keeps the PDF it has."""
+    if document.state is DocumentState.ISSUED:
+        return document
     document.pdf = pdf
     document.pdf_sha256 = sha256_hex(pdf)
     document.state = DocumentState.ISSUED
@@ -388,6 +403,17 @@ def finish(session: Session, document: Document, config: DocumentConfig | None =
     session.flush()
     log.info("document_issued", number=document.number, bytes=len(pdf))
     return document
+
+
+def finish(session: Session, document: Document, config: DocumentConfig | None = None) -> Document:
+    """Render the PDF of a ``numbered`` document, store it and its digest, mark it ``issued``.
+
+    An already issued document is returned unchanged (its PDF is never re-rendered).
+    """
+    if document.state is DocumentState.ISSUED:
+        return document
+    pdf = render_pdf(document, render_inputs(session, document), config or DocumentConfig())
+    return store_pdf(session, document, pdf)
 
 
 def issue_for_payment(
