@@ -117,6 +117,15 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = Field(
         default=None, validation_alias=AliasChoices("STRIPE_API_BASE", "stripe_api_base")
     )
+    # For the billing page's card form (Stripe.js in the customer's browser).
+    stripe_publishable_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STRIPE_PUBLISHABLE_KEY", "stripe_publishable_key"),
+    )
+    stripe_js_url: str = Field(
+        default="https://js.stripe.com/v3/",
+        validation_alias=AliasChoices("STRIPE_JS_URL", "stripe_js_url"),
+    )
     paypal_client_id: str | None = Field(
         default=None, validation_alias=AliasChoices("PAYPAL_CLIENT_ID", "paypal_client_id")
     )
@@ -166,7 +175,7 @@ class Settings(BaseSettings):
         parse_listen(value)
         return value
 
-    @field_validator("public_url", "stripe_api_base", "paypal_api_base")
+    @field_validator("public_url", "stripe_api_base", "paypal_api_base", "stripe_js_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value:
@@ -387,6 +396,8 @@ _UNPREFIXED = {
     "stripe_api_key",
     "stripe_webhook_secret",
     "stripe_api_base",
+    "stripe_publishable_key",
+    "stripe_js_url",
     "paypal_client_id",
     "paypal_client_secret",
     "paypal_webhook_id",

@@ -269,6 +269,22 @@ class StripeGateway:
             self._sdk(), customer_external_id, scheme, value, idempotency_key=idempotency_key
         )
 
+    def create_setup_intent(
+        self, customer_external_id: str, *, idempotency_key: str
+    ) -> tuple[str, str]:
+        """For the billing page's card form (Stripe.js): (SetupIntent id, client secret)."""
+        from billbox.gateways import stripe_actions
+
+        return stripe_actions.create_setup_intent(
+            self._sdk(), customer_external_id, idempotency_key=idempotency_key
+        )
+
+    def use_setup_intent(self, customer_external_id: str, setup_intent_id: str) -> str:
+        """Make the card a succeeded SetupIntent saved the customer's default payment method."""
+        from billbox.gateways import stripe_actions
+
+        return stripe_actions.use_setup_intent(self._sdk(), customer_external_id, setup_intent_id)
+
     def finalize_invoice(
         self, invoice_external_id: str, *, send: bool, idempotency_key: str
     ) -> GatewayInvoiceData:

@@ -265,3 +265,35 @@ def finalize_invoice(
                 invoice_external_id, options=_options(f"{idempotency_key}:send")
             )
     return invoice_from_object(obj.to_dict(), datetime.now(UTC))
+
+
+def create_setup_intent(
+    client: Client, customer_external_id: str, *, idempotency_key: str
+) -> tuple[str, str]:
+    """A SetupIntent for the customer to enter a new card in Stripe.js: (id, client secret)."""
+    params: Any = {"customer": customer_external_id, "usage": "off_session"}
+    with mapped_action_errors():
+        intent = client.v1.setup_intents.create(params=params, options=_options(idempotency_key))
+    return str(intent.id), str(intent.client_secret)
+
+
+def use_setup_intent(client: Client, customer_external_id: str, setup_intent_id: str) -> str:
+    """Make the card a succeeded SetupIntent saved the customer's default; its payment method id.
+
+    The intent is re-read from Stripe (never trusted from the browser): it must
+    belong to this customer and have succeeded.
+    """
+    with mapped_action_errors():
+        intent = client.v1.setup_intents.retrieve(setup_intent_id)
+        owner = (
+            intent.customer
+            if isinstance(intent.customer, str)
+            else getattr(intent.customer, "id", None)
+        )
+        if owner != customer_external_id or intent.status != "succeeded":
+            raise GatewayDeclined("this card setup did not complete for this customer")
+        method = intent.payment_method
+        method_id = method if isinstance(method, str) else getattr(method, "id", "")
+        params: Any = {"invoice_settings": {"default_payment_method": method_id}}
+        client.v1.customers.update(customer_external_id, params=params)
+    return str(method_id)

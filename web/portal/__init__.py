@@ -46,4 +46,5 @@ def _csrf() -> None:
     check_csrf()
 
 
+from web.portal import card as _card  # noqa: E402,F401
 from web.portal import views as _views  # noqa: E402,F401  (registers the routes)

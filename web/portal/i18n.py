@@ -41,6 +41,22 @@ CATALOGUE: dict[str, dict[str, str]] = {
                                              "fr": "Oui, résilier à la fin de la période"},
     "Keep my subscription": {"es": "Mantener mi suscripción", "de": "Abonnement behalten",
                              "fr": "Garder mon abonnement"},
+    "Update card": {"es": "Cambiar tarjeta", "de": "Karte ändern", "fr": "Changer de carte"},
+    "Card": {"es": "Tarjeta", "de": "Karte", "fr": "Carte"},
+    "Save card": {"es": "Guardar tarjeta", "de": "Karte speichern", "fr": "Enregistrer la carte"},
+    "Your new card is saved and will be used for the next payments.": {
+        "es": "Su nueva tarjeta está guardada y se usará en los próximos pagos.",
+        "de": "Ihre neue Karte ist gespeichert und wird für die nächsten Zahlungen verwendet.",
+        "fr": "Votre nouvelle carte est enregistrée et servira aux prochains paiements.",
+    },
+    "The card form needs JavaScript (it runs on Stripe, so the card number never reaches us).": {
+        "es": "El formulario de tarjeta necesita JavaScript (funciona en Stripe: el número "
+              "nunca nos llega).",
+        "de": "Das Kartenformular braucht JavaScript (es läuft bei Stripe; die Kartennummer "
+              "erreicht uns nie).",
+        "fr": "Le formulaire de carte nécessite JavaScript (il fonctionne chez Stripe : le numéro "
+              "ne nous parvient jamais).",
+    },
     "Tax details": {"es": "Datos fiscales", "de": "Steuerdaten", "fr": "Informations fiscales"},
     "Name": {"es": "Nombre", "de": "Name", "fr": "Nom"},
     "Address": {"es": "Dirección", "de": "Adresse", "fr": "Adresse"},

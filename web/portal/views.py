@@ -105,6 +105,13 @@ def open_link(token: str) -> Any:
     return redirect(url_for("portal.overview"))
 
 
+def stripe_customer_of(db: Session, grant: PortalGrant) -> object | None:
+    """The customer's Stripe account and id on this brand (``web.portal.card`` owns the page)."""
+    from web.portal.card import stripe_customer
+
+    return stripe_customer(db, grant)
+
+
 @bp.get("/")
 def overview() -> Any:
     grant = current_grant()
@@ -151,6 +158,8 @@ def overview() -> Any:
             "portal/overview.html", db, grant,
             payments=payments, documents=documents, subscriptions=subscriptions,
             invoices=invoices, status_of=CUSTOMER_STATUS,
+            can_update_card=bool(services().settings.stripe_publishable_key)
+            and stripe_customer_of(db, grant) is not None,
         )  # fmt: skip
 
 
