@@ -93,7 +93,7 @@ def test_an_agent_reads_a_hostile_reply_and_no_script_runs(site):
         page.click("text=my invoice")
         assert "€49.00" in page.locator("aside.panel").inner_text()
         page.fill("#note-body", "Looked at it: one charge only.")
-        page.click("form.note button")
+        page.click("button:has-text('Add note')")
         page.wait_for_selector("article.note")
         assert "one charge only" in page.locator("article.note").inner_text()
         screenshot(page, "admin-ticket")
