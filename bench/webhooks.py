@@ -19,7 +19,7 @@ drives both routes with the same client in the same run:
 
 Every event is unique (``evt_bench_<round>_<n>``), built from a ~3.4 KB
 recorded ``charge.succeeded`` delivery (``--event-file``, default from
-``/work/shared/corpora``) and signed like Stripe (``t=…,v1=HMAC-SHA256``);
+``../shared/corpora``) and signed like Stripe (``t=…,v1=HMAC-SHA256``);
 bodies and signatures are prepared before the clock starts. The client is
 asyncio with raw keep-alive sockets, ``--connections`` of them, one request
 in flight each. Rounds interleave no-op and webhook; the table shows medians
@@ -56,9 +56,10 @@ import sqlalchemy as sa
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_DEFAULT = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
-EVENT_FILE = Path(
-    "/work/shared/corpora/payment_webhooks/stripe/stripe_ruby_mock/charge.succeeded.json"
-)
+EVENT_FILE = (
+    Path(__file__).resolve().parents[2] / "shared" / "corpora" / "payment_webhooks" / "stripe"
+    / "stripe_ruby_mock" / "charge.succeeded.json"
+)  # fmt: skip
 SECRET = "whsec_bench_0123456789abcdef"
 WEBHOOK_PATH = "/webhooks/stripe"
 NOOP_PATH = "/bench/noop"

@@ -33,7 +33,8 @@ from typing import Any
 from tests.fakes._openapi_b import OpenAPI
 from tests.fakes._server_b import FakeRequest, FakeResponse, FakeServer
 
-SPEC = Path("/work/shared/corpora/helpdesk_apis/front/core-api.json")
+CORPORA = Path(__file__).resolve().parents[3] / "shared" / "corpora"  # beside the repo
+SPEC = CORPORA / "helpdesk_apis" / "front" / "core-api.json"
 API = "https://api2.frontapp.com"
 
 

@@ -1,7 +1,7 @@
 """A stateful fake of Help Scout's Mailbox API 2.0, answering in the SDK's recorded HAL JSON.
 
 Responses are built from the payloads in
-``/work/shared/corpora/helpdesk_apis/helpscout/mailbox_api_v2`` (copied and
+``../shared/corpora/helpdesk_apis/helpscout/mailbox_api_v2`` (copied and
 given our ids), so field names and nesting are Help Scout's. Help Scout
 publishes no OpenAPI file, so request bodies are checked against the
 documented fields of each endpoint (Create Conversation, Create Customer
@@ -24,7 +24,10 @@ from typing import Any
 
 from tests.fakes._server_b import FakeRequest, FakeResponse, FakeServer
 
-CORPUS = Path("/work/shared/corpora/helpdesk_apis/helpscout/mailbox_api_v2")
+CORPUS = (
+    Path(__file__).resolve().parents[3] / "shared" / "corpora" / "helpdesk_apis" / "helpscout"
+    / "mailbox_api_v2"
+)  # fmt: skip
 API = "https://api.helpscout.net/v2"
 
 

@@ -1,7 +1,7 @@
 """A stateful fake of Intercom's REST API that checks our requests against its OpenAPI file.
 
 Every request body is validated against the request schema of its operation
-in ``/work/shared/corpora/helpdesk_apis/intercom/api.intercom.io.2.16.yaml``
+in ``../shared/corpora/helpdesk_apis/intercom/api.intercom.io.2.16.yaml``
 (``tests/fakes/_openapi_b.py``); an invalid body gets a 400 ``error.list``
 *and* is recorded in :attr:`IntercomFake.schema_errors`, which the tests
 assert is empty. Answers are the spec's own examples with our ids put in, so
@@ -23,7 +23,8 @@ import yaml
 from tests.fakes._openapi_b import OpenAPI
 from tests.fakes._server_b import FakeRequest, FakeResponse, FakeServer
 
-SPEC = Path("/work/shared/corpora/helpdesk_apis/intercom/api.intercom.io.2.16.yaml")
+CORPORA = Path(__file__).resolve().parents[3] / "shared" / "corpora"  # beside the repo
+SPEC = CORPORA / "helpdesk_apis" / "intercom" / "api.intercom.io.2.16.yaml"
 ADMIN_ID = "991267459"
 
 
