@@ -222,3 +222,55 @@ def test_the_link_email_reaches_the_relay_and_its_link_opens_the_page(
     assert message["Subject"] == "Ihre Abrechnungsseite bei Northwind"  # Ana reads German
     link = re.search(r"/billing/open/([A-Za-z0-9._-]+)", message.get_content())
     assert link and client.get(link.group(0)).status_code == 302
+
+
+def test_an_open_invoice_is_paid_on_the_gateways_page_and_then_leaves_the_list(
+    client, world, factory
+):
+    """ "Pay now" links the gateway's hosted invoice; once its invoice.paid arrives, it is gone."""
+    from datetime import UTC, datetime, timedelta
+
+    from billbox.gateways.types import GatewayInvoiceData
+    from billbox.ledger import apply_invoice
+    from billbox.models import GatewayAccount, GatewayInvoiceStatus
+
+    hosted = "https://invoice.stripe.com/i/acct_1/test_inv_1"
+    now = datetime.now(UTC)
+
+    def invoice(status: GatewayInvoiceStatus, at: datetime) -> GatewayInvoiceData:
+        return GatewayInvoiceData(
+            "in_1", None, status, 2500, 2500 if status is GatewayInvoiceStatus.PAID else 0,
+            "EUR", number="NW-0042", hosted_url=hosted, updated_at=at,
+        )  # fmt: skip
+
+    with factory() as s:
+        account = s.exec(select(GatewayAccount)).one()
+        row = apply_invoice(s, account, invoice(GatewayInvoiceStatus.OPEN, now)).row
+        row.customer_id = world["customer_id"]
+        s.add(row)
+        s.commit()
+    client.get(f"/billing/open/{world['token']}")
+    page = client.get("/billing/").get_data(as_text=True)
+    assert "NW-0042" in page and f'href="{hosted}"' in page and "25,00" in page
+    with factory() as s:
+        account = s.exec(select(GatewayAccount)).one()
+        apply_invoice(s, account, invoice(GatewayInvoiceStatus.PAID, now + timedelta(seconds=5)))
+        s.commit()
+    assert "NW-0042" not in client.get("/billing/").get_data(as_text=True)
+
+
+def test_paypal_subscribers_get_the_link_to_manage_automatic_payments(client, world, factory):
+    from billbox.models import GatewayAccount, GatewayKind, Subscription, SubscriptionStatus
+
+    with factory() as s:
+        brand_id = s.exec(select(GatewayAccount.brand_id)).first()
+        paypal = GatewayAccount(brand_id=brand_id, gateway=GatewayKind.PAYPAL, name="pp")
+        s.add(paypal)
+        s.flush()
+        s.add(Subscription(account_id=paypal.id, customer_id=world["customer_id"],
+                           external_id="I-1", status=SubscriptionStatus.ACTIVE,
+                           plan_name="Pro", amount=1200, currency="EUR"))  # fmt: skip
+        s.commit()
+    client.get(f"/billing/open/{world['token']}")
+    page = client.get("/billing/").get_data(as_text=True)
+    assert "https://www.paypal.com/myaccount/autopay/" in page

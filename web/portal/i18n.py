@@ -41,6 +41,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
                                              "fr": "Oui, résilier à la fin de la période"},
     "Keep my subscription": {"es": "Mantener mi suscripción", "de": "Abonnement behalten",
                              "fr": "Garder mon abonnement"},
+    "Manage your PayPal automatic payments": {
+        "es": "Gestionar sus pagos automáticos en PayPal",
+        "de": "Ihre automatischen PayPal-Zahlungen verwalten",
+        "fr": "Gérer vos paiements automatiques PayPal",
+    },
     "Update card": {"es": "Cambiar tarjeta", "de": "Karte ändern", "fr": "Changer de carte"},
     "Card": {"es": "Tarjeta", "de": "Karte", "fr": "Carte"},
     "Save card": {"es": "Guardar tarjeta", "de": "Karte speichern", "fr": "Enregistrer la carte"},

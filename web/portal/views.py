@@ -48,6 +48,9 @@ from web.portal.i18n import language_of, translate
 from web.security import LoginThrottle
 
 MAX_QUESTION = 10_000
+#: Where a PayPal buyer reviews and cancels the automatic payments (billing agreements) they
+#: approved; PayPal has no per-merchant link for it.
+PAYPAL_AUTOPAY_URL = "https://www.paypal.com/myaccount/autopay/"
 CUSTOMER_STATUS = {
     PaymentStatus.SUCCEEDED: "paid",
     PaymentStatus.REFUNDED: "refunded",
@@ -119,6 +122,10 @@ def overview() -> Any:
         return render_template("portal/start.html")
     with services().factory() as db:
         accounts = _brand_accounts(db, grant.brand_id)
+        gateway_of = {
+            a.id: a.gateway.value
+            for a in db.exec(select(GatewayAccount).where(col(GatewayAccount.id).in_(accounts)))
+        }
         payments = list(
             db.exec(
                 select(Payment)
@@ -160,6 +167,8 @@ def overview() -> Any:
             invoices=invoices, status_of=CUSTOMER_STATUS,
             can_update_card=bool(services().settings.stripe_publishable_key)
             and stripe_customer_of(db, grant) is not None,
+            paypal_autopay=any(gateway_of.get(s.account_id) == "paypal" for s in subscriptions),
+            paypal_autopay_url=PAYPAL_AUTOPAY_URL,
         )  # fmt: skip
 
 
