@@ -274,3 +274,12 @@ def test_paypal_subscribers_get_the_link_to_manage_automatic_payments(client, wo
     client.get(f"/billing/open/{world['token']}")
     page = client.get("/billing/").get_data(as_text=True)
     assert "https://www.paypal.com/myaccount/autopay/" in page
+
+
+def test_another_customers_link_shows_only_their_own_billing(client, world):
+    """Bob's valid link opens Bob's page: Ana's documents are neither listed nor downloadable."""
+    assert client.get(f"/billing/open/{world['bob_token']}").status_code == 302
+    page = client.get("/billing/").get_data(as_text=True)
+    assert "NW-R-2" in page and "NW-R-1" not in page
+    assert client.get(f"/billing/documents/{world['document_id']}.pdf").status_code == 404
+    assert client.get(f"/billing/documents/{world['bob_document_id']}.pdf").status_code == 200
