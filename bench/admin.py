@@ -40,8 +40,8 @@ SEED = [
     """INSERT INTO brand (slug, name, legal_name, address, country, tax_registrations,
         email_from, primary_color, accent_color, locale, default_currency, footer, legal_text,
         issue_credit_notes, customer_can_cancel, created_at)
-       VALUES ('bench', 'Bench', 'Bench GmbH', '', 'DE', '[]', 'billing@bench.example.com', '#111111',
-        '#2563eb', 'en', 'EUR', '', '', true, false, now())""",
+       VALUES ('bench', 'Bench', 'Bench GmbH', '', 'DE', '[]', 'billing@bench.example.com',
+        '#111111', '#2563eb', 'en', 'EUR', '', '', true, false, now())""",
     """INSERT INTO gateway_account (brand_id, gateway, name, live_mode, sync_cursor, created_at)
        VALUES (1, 'stripe', 'default', false, '{}', now())""",
     """INSERT INTO customer (name, email, country, address, locale, portal_nonce, created_at)

@@ -211,3 +211,23 @@ def test_relay_and_imap_passwords_are_masked(settings, engine):
         _masked("imaps://ana:pw@imap.example.com/INBOX") == "imaps://ana:•••@imap.example.com/INBOX"
     )
     assert _masked(None) == ""
+
+
+def test_an_admin_previews_the_brands_receipt_as_pdf_and_email(client, factory):
+    import io as _io
+
+    from pypdf import PdfReader
+
+    csrf = login(client, "admin")
+    client.post("/admin/settings/brands/new", data={**GOOD, "csrf_token": csrf})
+    with factory() as s:
+        brand_id = s.exec(select(Brand.id)).one()
+    pdf = client.get(f"/admin/settings/brands/{brand_id}/preview.pdf")
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
+    text = PdfReader(_io.BytesIO(pdf.data)).pages[0].extract_text()
+    assert "Northwind GmbH" in text and "DE136695976" in text and "PREVIEW-000001" in text
+    email = client.get(f"/admin/settings/brands/{brand_id}/preview-email")
+    assert email.status_code == 200 and "PREVIEW-000001" in email.get_data(as_text=True)
+    assert email.headers["Content-Security-Policy"].startswith("sandbox")
+    with factory() as s:
+        assert s.exec(select(NumberSeries)).all() == []  # nothing numbered by a preview

@@ -18,7 +18,8 @@ from billbox.brands import (
     registrations_text,
     series_of,
 )
-from billbox.models import Brand, DocumentKind, NumberSeries, Role, SupportAddress
+from billbox.errors import BillboxError
+from billbox.models import Brand, Document, DocumentKind, NumberSeries, Role, SupportAddress
 from mailbridge.support_addresses import AddressError, add_address, stored_addresses
 from web.admin import bp
 from web.app import services
@@ -206,3 +207,60 @@ def mail_settings() -> Any:
         error=error,
         user=current_user(),
     ), (422 if error else 200)
+
+
+def _preview(brand_id: int) -> tuple[Brand, Document, bytes]:
+    from billbox.documents.preview import sample_receipt
+    from billbox.documents.render import render_document
+
+    with services().factory() as db:
+        brand = db.get(Brand, brand_id)
+        if brand is None:
+            abort(404)
+        db.expunge(brand)
+    settings = services().settings
+    try:
+        document, lines, taxes = sample_receipt(brand, public_url=settings.effective_public_url)
+    except BillboxError as exc:
+        abort(422, description=f"Cannot build a sample for this brand: {exc}")
+    pdf = render_document(document, lines, taxes, brand, media_dir=settings.var_dir / "media")
+    return brand, document, pdf
+
+
+@bp.get("/settings/brands/<int:brand_id>/preview.pdf")
+@require_roles(*ADMIN)
+def preview_pdf(brand_id: int) -> Any:
+    """A sample receipt as this brand would issue it now (nothing is stored or numbered)."""
+    _, _, pdf = _preview(brand_id)
+    response = Response(pdf, mimetype="application/pdf")
+    response.headers.set("Content-Disposition", "inline", filename="preview.pdf")
+    return response
+
+
+@bp.get("/settings/brands/<int:brand_id>/preview-email")
+@require_roles(*ADMIN)
+def preview_email(brand_id: int) -> Any:
+    """The HTML of the sample receipt's email, sandboxed: it is shown, never run."""
+    from email import message_from_bytes, policy
+
+    from mailbridge.compose import ComposeConfig, ComposeError, compose_document_email
+
+    brand, document, pdf = _preview(brand_id)
+    document.pdf = pdf
+    settings = services().settings
+    try:
+        composed = compose_document_email(
+            document, brand, config=ComposeConfig(settings.secret(), settings.reply_domain),
+            message_id=f"<preview@{settings.reply_domain}>",
+        )  # fmt: skip
+    except ComposeError as exc:
+        abort(422, description=f"Cannot compose the email: {exc}")
+    message = message_from_bytes(composed.raw, policy=policy.default)
+    html_part = message.get_body(("html",))
+    html = html_part.get_content() if html_part is not None else ""
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = (
+        "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    )
+    response.headers["X-Email-Subject"] = str(message["Subject"])
+    return response
