@@ -27,6 +27,7 @@ from flask import (
 )
 from sqlmodel import select
 
+from billbox import totp
 from billbox.customers import normalise_email
 from billbox.models import Role, User, utcnow
 from billbox.passwords import verify_password
@@ -120,17 +121,53 @@ def login() -> Any:
                 if valid and user is not None:
                     throttle().succeeded(address)
                     session.clear()
-                    session.permanent = True
-                    session["uid"] = user.id
-                    session["stamp"] = _stamp(user)
-                    user.last_login_at = utcnow()
-                    db.add(user)
-                    db.commit()
+                    if user.totp_secret:  # second factor: the password alone logs nobody in
+                        session["totp_uid"] = user.id
+                        session["totp_stamp"] = _stamp(user)
+                        return redirect(url_for("auth.login_totp", next=request.args.get("next")))
+                    _log_in(db, user)
                     return redirect(_safe_next(request.args.get("next")))
             throttle().failed(address, client)
             error = "Wrong email or password."
             status = 401
     return render_template("admin/login.html", error=error), status
+
+
+def _log_in(db: Any, user: User) -> None:
+    session.clear()
+    session.permanent = True
+    session["uid"] = user.id
+    session["stamp"] = _stamp(user)
+    user.last_login_at = utcnow()
+    db.add(user)
+    db.commit()
+
+
+@bp.route("/login/totp", methods=["GET", "POST"])
+def login_totp() -> Any:
+    """The second step for users with a TOTP secret: the 6-digit code from their app."""
+    uid = session.get("totp_uid")
+    if not isinstance(uid, int):
+        return redirect(url_for("auth.login"))
+    error, status = "", 200
+    if request.method == "POST":
+        client = request.remote_addr or "unknown"
+        with services().factory() as db:
+            user = db.get(User, uid)
+            if user is None or not user.active or session.get("totp_stamp") != _stamp(user):
+                session.clear()
+                return redirect(url_for("auth.login"))
+            wait = throttle().retry_after(user.email, client)
+            if wait > 0:
+                error, status = "Too many failed attempts. Try again later.", 429
+            elif user.totp_secret and totp.verify(user.totp_secret, request.form.get("code", "")):
+                throttle().succeeded(user.email)
+                _log_in(db, user)
+                return redirect(_safe_next(request.args.get("next")))
+            else:
+                throttle().failed(user.email, client)
+                error, status = "That code is not right; use the current one from your app.", 401
+    return render_template("admin/login_totp.html", error=error), status
 
 
 @bp.post("/logout")

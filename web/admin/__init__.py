@@ -18,7 +18,8 @@ def _csrf() -> None:
     check_csrf()
 
 
-from web.admin import actions as _actions  # noqa: E402,F401  (registers the routes)
+from web.admin import account as _account  # noqa: E402,F401  (registers the routes)
+from web.admin import actions as _actions  # noqa: E402,F401
 from web.admin import audit as _audit  # noqa: E402,F401
 from web.admin import helpdesks as _helpdesks  # noqa: E402,F401
 from web.admin import reports as _reports  # noqa: E402,F401
