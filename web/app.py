@@ -125,8 +125,10 @@ def _install_staff_pages(app: Flask) -> None:
     )
     app.register_blueprint(portal_bp)
     from web.sidebar import bp as sidebar_bp
+    from web.sidebar_actions import bp as sidebar_actions_bp
 
     app.register_blueprint(sidebar_bp)
+    app.register_blueprint(sidebar_actions_bp)
 
 
 def services() -> WebServices:

@@ -15,7 +15,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, render_template, request, send_from_directory
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    jsonify,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 from sqlmodel import col, select
 
 from billbox.billing_context import snapshot
@@ -26,6 +35,7 @@ from billbox.sealed import SealedError
 from mailbridge.helpdesks.accounts import verifier_for
 from mailbridge.helpdesks.external import HelpdeskAuthError
 from web.app import services
+from web.sidebar_actions import action_token
 
 bp = Blueprint("sidebar", __name__)
 INTEGRATIONS = Path(__file__).resolve().parent.parent / "integrations"
@@ -80,8 +90,13 @@ def sidebar() -> Any:
         context = snapshot(db, customer.id) if customer is not None and customer.id else {}
     if account.kind == "intercom":
         return jsonify(_canvas(context, email))
+    act_url = None
+    if customer is not None and customer.id is not None and account.id is not None:
+        act_url = url_for("sidebar_actions.act", token=action_token(account.id, customer.id),
+                          _external=False)  # fmt: skip
+        act_url = services().settings.effective_public_url.rstrip("/") + act_url
     html = render_template(
-        "sidebar/panel.html", context=context, email=email,
+        "sidebar/panel.html", context=context, email=email, act_url=act_url,
         admin_url=services().settings.effective_public_url.rstrip("/") + "/admin/",
     )  # fmt: skip
     if account.kind == "helpscout":
