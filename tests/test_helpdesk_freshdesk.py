@@ -353,3 +353,15 @@ def test_the_freshdesk_app_sends_what_the_verifier_checks() -> None:
     assert schema["headers"]["Authorization"] == "Bearer <%= iparam.sidebar_token %>"
     script = (INTEGRATION / "app/scripts/app.js").read_text()
     assert "invokeTemplate('billboxPanel', { context: { email: email } })" in script
+
+
+def test_add_note_puts_one_private_note_on_a_ticket_opened_in_freshdesk(
+    fake: FreshdeskFake, client: FreshdeskClient
+) -> None:
+    """For tickets opened in the helpdesk itself: a repeat with the same key adds nothing."""
+    opened = client.create_ticket(
+        CUSTOMER, "Phoned in", MessageBody("hi", message_id="<p1@x>"), None
+    )
+    client.add_note(opened.ticket_id, NOTE, "<hook-1@billbox>")
+    client.add_note(opened.ticket_id, NOTE, "<hook-1@billbox>")
+    assert len(notes(fake, opened.ticket_id)) == 1

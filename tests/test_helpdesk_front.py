@@ -182,3 +182,14 @@ def test_sidebar_verifier_refuses_anything_else(headers: dict, query: dict) -> N
     """No header, a wrong secret, another scheme or no email: HelpdeskAuthError."""
     with pytest.raises(HelpdeskAuthError):
         FrontSidebarVerifier("plug-secret").verify(headers, query, b"")
+
+
+def test_add_note_puts_one_comment_on_a_conversation_opened_in_front(fake: FrontFake) -> None:
+    """For conversations opened in the helpdesk itself: a repeat with the same key adds nothing."""
+    api = client(fake)
+    opened = api.create_ticket(
+        Requester("ana@example.com", "Ana"), "Mail", MessageBody("hi", message_id="<p1@x>"), None
+    )
+    api.add_note(opened.ticket_id, NOTE, "<hook-1@billbox>")
+    api.add_note(opened.ticket_id, NOTE, "<hook-1@billbox>")
+    assert len(fake.calls("POST", rf"/conversations/{opened.ticket_id}/comments")) == 1

@@ -231,3 +231,17 @@ def test_sidebar_verifier_refuses_a_tampered_body() -> None:
     tampered = body.replace(b"ana@", b"eve@")
     with pytest.raises(HelpdeskAuthError):
         HelpScoutSidebarVerifier("s3cret").verify({"X-HelpScout-Signature": sig}, {}, tampered)
+
+
+def test_add_note_puts_one_note_on_a_conversation_opened_in_help_scout(fake: HelpScoutFake) -> None:
+    """For tickets opened in the helpdesk itself: a repeat with the same key adds nothing."""
+    api = client(fake)
+    opened = api.create_ticket(
+        Requester("ana@example.com", "Ana"),
+        "Phoned in",
+        MessageBody("hi", message_id="<p1@x>"),
+        None,
+    )
+    api.add_note(opened.ticket_id, NOTE, "<hook-1@billbox>")
+    api.add_note(opened.ticket_id, NOTE, "<hook-1@billbox>")
+    assert len(fake.calls("POST", rf"/v2/conversations/{opened.ticket_id}/notes")) == 1

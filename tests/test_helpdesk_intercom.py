@@ -202,3 +202,15 @@ def test_sidebar_verifier_refuses_unsigned_requests(headers: dict[str, str]) -> 
     body = b'{"contact":{"email":"a@b"}}'
     with pytest.raises(HelpdeskAuthError):
         IntercomSidebarVerifier("client-secret").verify(headers, {"email": "a@b"}, body)
+
+
+def test_add_note_puts_one_note_on_a_conversation_opened_in_intercom(fake: IntercomFake) -> None:
+    """For conversations opened in the helpdesk itself: a repeat with the same key adds nothing."""
+    api = client(fake)
+    opened = api.create_ticket(
+        Requester("ana@example.com", "Ana"), "Chat", MessageBody("hi", message_id="<p1@x>"), None
+    )
+    api.add_note(opened.ticket_id, NOTE, "<hook-1@billbox>")
+    api.add_note(opened.ticket_id, NOTE, "<hook-1@billbox>")
+    replies = fake.calls("POST", rf"/conversations/{opened.ticket_id}/reply")
+    assert sum(1 for r in replies if (r.json or {}).get("message_type") == "note") == 1

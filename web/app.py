@@ -129,6 +129,9 @@ def _install_staff_pages(app: Flask) -> None:
 
     app.register_blueprint(sidebar_bp)
     app.register_blueprint(sidebar_actions_bp)
+    from web.helpdesk_hooks import bp as helpdesk_hooks_bp
+
+    app.register_blueprint(helpdesk_hooks_bp)
 
 
 def services() -> WebServices:

@@ -41,7 +41,8 @@ bp = Blueprint("sidebar", __name__)
 INTEGRATIONS = Path(__file__).resolve().parent.parent / "integrations"
 
 
-def _account(name: str) -> HelpdeskAccount | None:
+def account_named(name: str) -> HelpdeskAccount | None:
+    """The helpdesk account with this name, else the (active first) one of this kind."""
     with services().factory() as db:
         found = db.exec(select(HelpdeskAccount).where(HelpdeskAccount.name == name)).first()
         if found is None:
@@ -75,7 +76,7 @@ def _canvas(context: dict[str, Any], email: str) -> dict[str, Any]:
 @bp.route("/sidebar", methods=["GET", "POST"])
 def sidebar() -> Any:
     name = request.args.get("helpdesk", "")
-    account = _account(name) if name else None
+    account = account_named(name) if name else None
     if account is None:
         return jsonify(error="unknown helpdesk"), 404
     body = request.get_data(cache=True)

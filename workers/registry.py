@@ -10,7 +10,7 @@ from billbox.settings import Settings
 from billbox.webhooks import WEBHOOK_JOB, process_webhook
 from mailbridge.agent_reply import SEND_OUTBOUND_JOB, make_send_outbound
 from mailbridge.classify import ClassifyContext
-from mailbridge.helpdesks.push import PUSH_JOB, make_push_handler
+from mailbridge.helpdesks.push import NOTE_JOB, PUSH_JOB, make_note_handler, make_push_handler
 from mailbridge.pipeline import INBOUND_JOB, PipelineConfig, make_process_inbound, process_inbound
 from mailbridge.portal_mail import PORTAL_LINK_JOB, make_send_link
 from mailbridge.send import SEND_DOCUMENT_JOB, mailer_config, make_send_document
@@ -60,4 +60,7 @@ def default_handlers(settings: Settings | None = None) -> dict[str, Handler]:
 
 def helpdesk_handlers(settings: Settings) -> dict[str, Handler]:
     """Pushing ticket messages to external helpdesks needs the secret key (sealed tokens)."""
-    return {PUSH_JOB: make_push_handler(settings.secret(), settings.reply_domain)}
+    return {
+        PUSH_JOB: make_push_handler(settings.secret(), settings.reply_domain),
+        NOTE_JOB: make_note_handler(settings.secret(), settings.reply_domain),
+    }

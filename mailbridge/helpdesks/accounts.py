@@ -24,6 +24,16 @@ class Field:
     name: str
     label: str
     hint: str = ""
+    optional: bool = False
+
+
+#: For ``/webhooks/helpdesk/<name>`` (tickets opened in the helpdesk itself); optional.
+WEBHOOK_SECRET = Field(
+    "webhook_secret",
+    "Webhook secret",
+    "optional: notes on tickets opened in the helpdesk (see integrations/<vendor>/README.md)",
+    optional=True,
+)
 
 
 @dataclass(frozen=True)
@@ -42,24 +52,27 @@ VENDORS: dict[str, Vendor] = {
                 Field("email", "Agent email", "the API token's owner")),
                (Field("api_token", "API token"),
                 Field("sidebar_secret", "Sidebar shared secret", "16+ characters; the app's "
-                      "secure setting shared_secret"))),
+                      "secure setting shared_secret"),
+                WEBHOOK_SECRET)),
         Vendor("freshdesk", "Freshdesk",
                (Field("domain", "Domain", "acme for acme.freshdesk.com"),),
                (Field("api_key", "API key"),
                 Field("sidebar_secret", "Sidebar token", "16+ characters; the app's secure "
-                      "iparam sidebar_token"))),
+                      "iparam sidebar_token"),
+                WEBHOOK_SECRET)),
         Vendor("helpscout", "Help Scout",
                (Field("mailbox_id", "Mailbox id"),),
                (Field("client_id", "App id"), Field("client_secret", "App secret"),
-                Field("sidebar_secret", "Dynamic app secret"))),
+                Field("sidebar_secret", "Dynamic app secret"), WEBHOOK_SECRET)),
         Vendor("intercom", "Intercom",
                (Field("admin_id", "Admin id", "the teammate notes are posted as"),),
                (Field("access_token", "Access token"),
-                Field("sidebar_secret", "App client secret", "signs Canvas Kit requests"))),
+                Field("sidebar_secret", "App client secret", "signs Canvas Kit requests"),
+                WEBHOOK_SECRET)),
         Vendor("front", "Front",
                (Field("inbox_id", "Inbox id", "inb_…"), Field("inbox_address", "Inbox address")),
                (Field("api_token", "API token"),
-                Field("sidebar_secret", "Plugin auth secret"))),
+                Field("sidebar_secret", "Plugin auth secret"), WEBHOOK_SECRET)),
     )
 }  # fmt: skip
 

@@ -112,6 +112,11 @@ class ExternalHelpdesk(Protocol):
         """Whether a reply with our Message-ID is already on the ticket (retry after a timeout)."""
         ...
 
+    def add_note(self, ticket_id: str, note: BillingNote, key: str) -> None:
+        """A private billing note on a ticket opened in the helpdesk itself; ``key`` (a
+        Message-ID-shaped id) makes a retry find the note it already added."""
+        ...
+
 
 class SidebarVerifier(Protocol):
     """Checks that a sidebar/panel request really comes from the vendor's app for our account."""

@@ -206,6 +206,11 @@ class FreshdeskClient:
 
     # -- the calls ------------------------------------------------------------------------
 
+    def add_note(self, ticket_id: str, note: BillingNote, key: str) -> None:
+        ref = message_ref(key)
+        if not self._has_marker(_id(ticket_id), note_marker(ref)):
+            self._add_note(_id(ticket_id), note, ref)
+
     def _add_note(self, ticket_id: int, note: BillingNote, ref: str) -> None:
         marker = note_marker(ref)
         payload = {"body": note.html + _marker_html(marker), "private": True}

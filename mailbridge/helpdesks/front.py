@@ -209,6 +209,9 @@ class Front:
                 )
             self._sleep(self._poll_interval)
 
+    def add_note(self, ticket_id: str, note: BillingNote, key: str) -> None:
+        self._ensure_note(ticket_id, key, note)
+
     def _ensure_note(self, conv_id: str, mid: str | None, note: BillingNote) -> None:
         if mid:
             token = note_token(mid)

@@ -196,6 +196,9 @@ class Intercom:
             return str(contact["id"])
         return None
 
+    def add_note(self, ticket_id: str, note: BillingNote, key: str) -> None:
+        self._ensure_note(ticket_id, key, note, None)
+
     def _ensure_note(
         self, conv_id: str, mid: str | None, note: BillingNote, bodies: list[str] | None
     ) -> None:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import structlog
 from sqlmodel import Session, col, select
 
+from billbox.billing_context import snapshot
+from billbox.customers import find_by_email
 from billbox.errors import JobError, PermanentError
 from billbox.jobs import JobContext, submit
 from billbox.models import (
@@ -169,3 +171,48 @@ def make_push_handler(
                  external_ticket_id=created.ticket_id)  # fmt: skip
 
     return push
+
+
+NOTE_JOB = "helpdesk.note"
+
+
+def make_note_handler(
+    secret_key: str,
+    reply_domain: str,
+    *,
+    base_urls: Mapping[str, str] | None = None,
+) -> Callable[[Session, JobContext], None]:
+    """``helpdesk.note``: the billing note on a ticket opened in the helpdesk itself.
+
+    The note's key is derived from the account and ticket, so a redelivered
+    webhook or a retried job finds the note it already added.
+    """
+
+    def note(session: Session, job: JobContext) -> None:
+        account = session.get(HelpdeskAccount, int(job.payload["account_id"]))
+        if account is None:
+            raise PermanentError("the helpdesk account no longer exists")
+        customer = find_by_email(session, str(job.payload["email"]))
+        if customer is None or customer.id is None:
+            log.info("helpdesk_note_no_customer", helpdesk=account.name)
+            return
+        billing = billing_note(snapshot(session, customer.id))
+        session.expunge(account)
+        session.commit()  # no transaction while the vendor answers
+        if billing is None:
+            return
+        ticket_id = str(job.payload["ticket_id"])
+        key = f"<helpdesk-ticket-{account.id}-{ticket_id}@{reply_domain}>"
+        client = client_for(account, secret_key, base_url=(base_urls or {}).get(account.name))
+        assert account.id is not None
+        try:
+            client.add_note(ticket_id, billing, key)
+        except HelpdeskAuthError as exc:
+            _record_error(session, account.id, f"credentials refused: {exc}")
+            raise PermanentError(f"{account.name}: {exc}") from exc
+        except HelpdeskError as exc:
+            _record_error(session, account.id, str(exc))
+            raise
+        log.info("helpdesk_noted", helpdesk=account.name, external_ticket_id=ticket_id)
+
+    return note

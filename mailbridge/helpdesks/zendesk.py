@@ -182,6 +182,11 @@ class ZendeskClient:
             self._add_note(ticket_id, note, ref)
         return self._external(ticket_id, _audit_comment_id(answer.get("audit")))
 
+    def add_note(self, ticket_id: str, note: BillingNote, key: str) -> None:
+        ref = message_ref(key)
+        if _comment_in(self._audits(ticket_id), ref, PART_NOTE) is None:
+            self._add_note(ticket_id, note, ref)
+
     def _add_note(self, ticket_id: str, note: BillingNote, ref: str) -> None:
         self._update(ticket_id, {"html_body": note.html, "public": False}, ref, PART_NOTE)
 

@@ -56,8 +56,12 @@ def save_helpdesk() -> Any:
         secrets = {f.name: request.form.get(f.name, "").strip() or stored.get(f.name, "")
                    for f in vendor.secrets}  # fmt: skip
         settings = {f.name: request.form.get(f.name, "").strip() for f in vendor.settings}
-        missing = [f.label for f in (*vendor.settings, *vendor.secrets)
-                   if not (settings.get(f.name) or secrets.get(f.name))]  # fmt: skip
+        fields = (*vendor.settings, *vendor.secrets)
+        missing = [
+            f.label
+            for f in fields
+            if not f.optional and not (settings.get(f.name) or secrets.get(f.name))
+        ]
         if missing:
             flash("Missing: " + ", ".join(missing) + ".", "error")
             return redirect(url_for("admin.helpdesks"))
