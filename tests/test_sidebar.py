@@ -49,6 +49,7 @@ def test_a_signed_zendesk_request_gets_the_panel(client):
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and response.mimetype == "text/html"
     assert "Ana López" in page and "€49.00" in page
+    assert "NW-R-1" in page and "receipt" in page  # her documents too
     assert "frame-ancestors https://*.zendesk.com" in response.headers["Content-Security-Policy"]
     assert "X-Frame-Options" not in response.headers
 

@@ -29,7 +29,7 @@ from sqlmodel import col, select
 
 from billbox.billing_context import snapshot
 from billbox.customers import find_by_email
-from billbox.models import HelpdeskAccount
+from billbox.models import Document, HelpdeskAccount
 from billbox.money import Money
 from billbox.sealed import SealedError
 from mailbridge.helpdesks.accounts import verifier_for
@@ -89,6 +89,20 @@ def sidebar() -> Any:
     with services().factory() as db:
         customer = find_by_email(db, email)
         context = snapshot(db, customer.id) if customer is not None and customer.id else {}
+        documents = (
+            [
+                {"number": d.number, "kind": d.kind.value, "total": d.total,
+                 "currency": d.currency, "issued_at": d.issued_at}
+                for d in db.exec(
+                    select(Document)
+                    .where(Document.customer_id == customer.id)
+                    .order_by(col(Document.id).desc())
+                    .limit(5)
+                )
+            ]
+            if customer is not None and customer.id
+            else []
+        )  # fmt: skip
     if account.kind == "intercom":
         return jsonify(_canvas(context, email))
     act_url = None
@@ -97,7 +111,7 @@ def sidebar() -> Any:
                           _external=False)  # fmt: skip
         act_url = services().settings.effective_public_url.rstrip("/") + act_url
     html = render_template(
-        "sidebar/panel.html", context=context, email=email, act_url=act_url,
+        "sidebar/panel.html", context=context, email=email, act_url=act_url, documents=documents,
         admin_url=services().settings.effective_public_url.rstrip("/") + "/admin/",
     )  # fmt: skip
     if account.kind == "helpscout":
