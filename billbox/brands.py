@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from sqlmodel import Session, select
 
 from billbox.models import Brand, DocumentKind, NumberSeries
-from billbox.money import check_currency
+from billbox.money import Money, check_currency
 from billbox.tax import Registration, TaxError, checked_registration
 from billbox.taxids import InvalidTaxId
 
@@ -60,6 +60,29 @@ def parse_registrations(text: str) -> tuple[list[dict[str, str]], list[str]]:
             continue
         registrations.append({"scheme": reg.scheme, "country": reg.country, "number": reg.number})
     return registrations, problems
+
+
+def parse_caps(text: str) -> tuple[dict[str, int], str | None]:
+    """``EUR 500; USD 250.50`` (major units) → ``{"EUR": 50000, "USD": 25050}``, or an error."""
+    caps: dict[str, int] = {}
+    for entry in re.split(r"[;,\n]", text):
+        parts = entry.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            return {}, f"write each cap as 'CUR amount', e.g. EUR 500 (got {entry.strip()!r})"
+        try:
+            money = Money.from_decimal(parts[1], check_currency(parts[0]))
+        except (ValueError, ArithmeticError) as exc:
+            return {}, f"{entry.strip()!r}: {exc}"
+        if money.amount <= 0:
+            return {}, f"{entry.strip()!r}: a cap is more than zero"
+        caps[money.currency] = money.amount
+    return caps, None
+
+
+def caps_text(caps: dict[str, int]) -> str:
+    return "; ".join(f"{c} {Money(int(v), c).to_decimal()}" for c, v in sorted(caps.items()))
 
 
 def registrations_text(registrations: list[dict[str, str]]) -> str:
@@ -108,6 +131,10 @@ def parse_brand_form(
         errors["default_currency"] = str(exc)
     values["issue_credit_notes"] = form.get("issue_credit_notes") in ("1", "on", "true")
     values["customer_can_cancel"] = form.get("customer_can_cancel") in ("1", "on", "true")
+    caps, problem = parse_caps(form.get("agent_refund_caps", ""))
+    values["agent_refund_caps"] = caps
+    if problem:
+        errors["agent_refund_caps"] = problem
     registrations, problems = parse_registrations(form.get("tax_registrations", ""))
     values["tax_registrations"] = registrations
     if problems:

@@ -178,3 +178,48 @@ def test_subscriptions_cancel_now_and_create_but_not_at_period_end(world, factor
             reason="x",
             idempotency_key="paypal-t-key-1",
         )
+
+
+def test_a_brands_agent_cap_sends_larger_refunds_to_finance_or_an_admin(world, factory, paypal):
+    _, capture = paypal.add_capture("40.00")
+    mirror(factory, world, ("fetch_payment", capture))
+    pid = payment_id(factory, capture)
+    with factory() as s:
+        brand = s.exec(select(Brand)).one()
+        brand.agent_refund_caps = {"EUR": 1000}
+        s.add(brand)
+        s.commit()
+    with pytest.raises(ActionRefused, match=r"over Acme's agent cap of 10\.00 EUR"):
+        actions.refund(
+            factory,
+            world,
+            AGENT,
+            pid,
+            1500,
+            "EUR",
+            reason="too much",
+            idempotency_key="paypal-cap-key-1",
+        )
+    actions.refund(
+        factory,
+        world,
+        AGENT,
+        pid,
+        1000,
+        "EUR",
+        reason="within the cap",
+        idempotency_key="paypal-cap-key-2",
+    )
+    finance = Actor("fin@example.org", Role.FINANCE)
+    actions.refund(
+        factory,
+        world,
+        finance,
+        pid,
+        1500,
+        "EUR",
+        reason="approved by finance",
+        idempotency_key="paypal-cap-key-3",
+    )
+    with factory() as s:
+        assert s.get(Payment, pid).amount_refunded == 2500

@@ -231,3 +231,21 @@ def test_an_admin_previews_the_brands_receipt_as_pdf_and_email(client, factory):
     assert email.headers["Content-Security-Policy"].startswith("sandbox")
     with factory() as s:
         assert s.exec(select(NumberSeries)).all() == []  # nothing numbered by a preview
+
+
+def test_agent_refund_caps_are_set_in_major_units(client, factory):
+    csrf = login(client, "admin")
+    client.post(
+        "/admin/settings/brands/new",
+        data={**GOOD, "agent_refund_caps": "EUR 25; usd 10.50", "csrf_token": csrf},
+    )
+    with factory() as s:
+        brand = s.exec(select(Brand)).one()
+    assert brand.agent_refund_caps == {"EUR": 2500, "USD": 1050}
+    page = client.get(f"/admin/settings/brands/{brand.id}").get_data(as_text=True)
+    assert "EUR 25.00; USD 10.50" in page
+    bad = client.post(
+        f"/admin/settings/brands/{brand.id}",
+        data={**GOOD, "agent_refund_caps": "EUR lots", "csrf_token": csrf},
+    )
+    assert bad.status_code == 422 and "EUR lots" in bad.get_data(as_text=True)

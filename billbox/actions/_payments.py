@@ -24,7 +24,15 @@ from billbox.actions._types import (
 )
 from billbox.gateways.base import Capability, NormalisedObject
 from billbox.gateways.registry import ActingAdapter
-from billbox.models import ActionState, GatewayAccount, GatewayAction, Payment, PaymentStatus
+from billbox.models import (
+    ActionState,
+    Brand,
+    GatewayAccount,
+    GatewayAction,
+    Payment,
+    PaymentStatus,
+    Role,
+)
 from billbox.money import check_currency
 from billbox.settings import Settings
 
@@ -95,6 +103,22 @@ def check_refund_limit(settings: Settings, actor: Actor, amount: int, currency: 
         )
 
 
+def check_brand_cap(
+    session: Session, actor: Actor, account: GatewayAccount, amount: int, currency: str
+) -> None:
+    """Refuse an agent's refund above the brand's cap; finance and admins are not capped."""
+    if actor.role is not Role.AGENT:
+        return
+    brand = session.get(Brand, account.brand_id)
+    cap = (brand.agent_refund_caps or {}).get(currency) if brand is not None else None
+    if cap is not None and amount > int(cap):
+        assert brand is not None
+        raise ActionRefused(
+            f"A refund of {money_text(amount, currency)} is over {brand.name}'s agent cap of "
+            f"{money_text(int(cap), currency)}; ask finance or an admin."
+        )
+
+
 def _call_refund(adapter: ActingAdapter, request: Request, key: str) -> NormalisedObject:
     return adapter.refund(
         request["payment"],
@@ -159,6 +183,7 @@ def refund(
                 f"{money_text(payment.amount, wanted)} already refunded{pending})."
             )
         check_refund_limit(settings, actor, value, wanted)
+        check_brand_cap(session, actor, account, value, wanted)
         return Plan(
             account=account,
             target_kind="payment",

@@ -29,6 +29,9 @@ class BrandBase(SQLModel):
     issue_credit_notes: bool = True
     # Customers may cancel their subscription (at period end) on their billing page.
     customer_can_cancel: bool = False
+    # Largest refund an agent may make on this brand's payments, per currency (minor units);
+    # above it, finance or an admin must do it. {} = no brand cap.
+    agent_refund_caps: dict[str, int] = json_field()
 
 
 class Brand(BrandBase, table=True):

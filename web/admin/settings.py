@@ -12,6 +12,7 @@ from billbox.brands import (
     SERIES_DEFAULTS,
     LogoError,
     apply_brand_form,
+    caps_text,
     check_series_format,
     normalise_logo,
     parse_brand_form,
@@ -47,6 +48,7 @@ def _form_page(
 def _values_of(brand: Brand) -> dict[str, Any]:
     values = brand.model_dump()
     values["tax_registrations"] = registrations_text(brand.tax_registrations)
+    values["agent_refund_caps"] = caps_text(brand.agent_refund_caps or {})
     return values
 
 
