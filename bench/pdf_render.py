@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from billbox.documents.content import line_rows, tax_rows
 from billbox.documents.render import TEMPLATE, document_context, render_document
 from billbox.models import (
     Brand,
@@ -66,30 +67,8 @@ def sample(lines: int) -> tuple[Document, list[DocumentLine], list[DocumentTaxLi
         buyer={"name": "Jürgen Groß", "address": "Hauptstraße 5\n10115 Berlin", "country": "DE"},
         issued_at=AT, supplied_at=AT,
     )  # fmt: skip
-    rows = [
-        DocumentLine(
-            document_id=1,
-            position=i + 1,
-            description=item.description,
-            quantity=item.quantity,
-            unit_amount=item.unit_amount,
-            net_amount=item.net_amount,
-            tax_rate=decision.rate,
-            tax_category=decision.category.value,
-        )
-        for i, item in enumerate(items)
-    ]
-    taxes = [
-        DocumentTaxLine(
-            document_id=1,
-            jurisdiction=t.jurisdiction,
-            category=t.category.value,
-            rate=t.rate,
-            taxable_amount=t.taxable_amount,
-            tax_amount=t.tax_amount,
-        )
-        for t in totals.tax_lines
-    ]
+    rows = line_rows(1, items, decision)
+    taxes = tax_rows(1, totals)
     return document, rows, taxes, brand
 
 

@@ -16,6 +16,7 @@ from billbox.models import (
     Customer,
     Document,
     DocumentKind,
+    DocumentLine,
     DocumentTaxLine,
     Payment,
 )
@@ -175,3 +176,35 @@ def decision_of(document: Document, tax: DocumentTaxLine | None) -> TaxDecision:
         legal_note=document.legal_note,
         seller_tax_number=None,
     )
+
+
+def line_rows(document_id: int, items: list[Line], decision: TaxDecision) -> list[DocumentLine]:
+    """The document's line rows, in order, each carrying the decision's rate and category."""
+    return [
+        DocumentLine(
+            document_id=document_id,
+            position=i + 1,
+            description=item.description[:500],
+            quantity=item.quantity,
+            unit_amount=item.unit_amount,
+            net_amount=item.net_amount,
+            tax_rate=decision.rate,
+            tax_category=decision.category.value,
+        )
+        for i, item in enumerate(items)
+    ]
+
+
+def tax_rows(document_id: int, totals: Totals) -> list[DocumentTaxLine]:
+    """One row per (jurisdiction, category, rate) of the computed totals."""
+    return [
+        DocumentTaxLine(
+            document_id=document_id,
+            jurisdiction=t.jurisdiction,
+            category=t.category.value,
+            rate=t.rate,
+            taxable_amount=t.taxable_amount,
+            tax_amount=t.tax_amount,
+        )
+        for t in totals.tax_lines
+    ]

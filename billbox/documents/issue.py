@@ -54,9 +54,11 @@ from billbox.documents.content import (
     decide,
     decision_of,
     document_title,
+    line_rows,
     net_from_gross,
     payment_method_label,
     seller_snapshot,
+    tax_rows,
 )
 from billbox.documents.render import render_document
 from billbox.documents.view import label, normalise_locale
@@ -81,6 +83,7 @@ from billbox.models import (
 from billbox.numbering import next_number
 from billbox.pdf import sha256_hex
 from billbox.tax import (
+    Line,
     TaxDecision,
 )
 
@@ -168,29 +171,8 @@ def _create(
             session.add(document)
             session.flush()
             assert document.id is not None
-            session.add(
-                DocumentLine(
-                    document_id=document.id,
-                    position=1,
-                    description=description[:500],
-                    quantity=1,
-                    unit_amount=net,
-                    net_amount=net,
-                    tax_rate=decision.rate,
-                    tax_category=decision.category.value,
-                )
-            )
-            for tax in totals.tax_lines:
-                session.add(
-                    DocumentTaxLine(
-                        document_id=document.id,
-                        jurisdiction=tax.jurisdiction,
-                        category=tax.category.value,
-                        rate=tax.rate,
-                        taxable_amount=tax.taxable_amount,
-                        tax_amount=tax.tax_amount,
-                    )
-                )
+            session.add_all(line_rows(document.id, [Line(description, 1, net)], decision))
+            session.add_all(tax_rows(document.id, totals))
             session.flush()
     except IntegrityError:
         winner = _existing(session, document.source_key)

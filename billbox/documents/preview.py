@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from billbox.documents.content import decide, document_title, seller_snapshot
+from billbox.documents.content import (
+    decide,
+    document_title,
+    line_rows,
+    seller_snapshot,
+    tax_rows,
+)
 from billbox.models import (
     Brand,
     Document,
@@ -65,28 +71,6 @@ def sample_receipt(
         issued_at=now,
         supplied_at=now,
     )
-    lines = [
-        DocumentLine(
-            document_id=0,
-            position=i + 1,
-            description=item.description,
-            quantity=item.quantity,
-            unit_amount=item.unit_amount,
-            net_amount=item.net_amount,
-            tax_rate=decision.rate,
-            tax_category=decision.category.value,
-        )
-        for i, item in enumerate(items)
-    ]
-    taxes = [
-        DocumentTaxLine(
-            document_id=0,
-            jurisdiction=t.jurisdiction,
-            category=t.category.value,
-            rate=t.rate,
-            taxable_amount=t.taxable_amount,
-            tax_amount=t.tax_amount,
-        )
-        for t in totals.tax_lines
-    ]
+    lines = line_rows(0, items, decision)
+    taxes = tax_rows(0, totals)
     return document, lines, taxes
