@@ -20,11 +20,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(VENV)/.installed
 
-## Try Billbox on one machine: SQLite under var/, embedded broker, no server to install.
+## Try Billbox on one machine: SQLite under var/, embedded broker, localstripe as the
+## Stripe test account (scripts/demo.sh), no server to install.
 demo: install
-	BILLBOX_DEMO=1 $(BIN)/billbox db upgrade
-	BILLBOX_DEMO=1 $(BIN)/billbox demo
-	BILLBOX_DEMO=1 $(BIN)/billbox up
+	BIN=$(BIN) bash scripts/demo.sh
 
 ## Servers the tests need that this machine may lack (Dovecot for IMAP).
 test-servers:

@@ -318,6 +318,69 @@ def demo(seed: int, customers: int, payments: int) -> None:
         f"{summary.payments:,} payments, {summary.refunds} refunds, "
         f"{summary.subscriptions} subscriptions, {summary.invoices} gateway invoices"
     )
+    _demo_inbox_and_actions(session_factory(engine), settings)
+
+
+def _demo_inbox_and_actions(factory: Any, settings: Settings) -> None:
+    """Customer letters through the inbound pipeline; agent actions when Stripe is a test account.
+
+    Letters come first (the tickets they open carry the billing context of
+    the moment), then the agent's actions, each noted on its ticket.
+    """
+    from sqlmodel import col, select
+
+    from billbox.demo_actions import (
+        SCENARIOS,
+        note_actions,
+        perform_demo_actions,
+        prepare_payers,
+        stripe_test_account,
+    )
+    from billbox.gateways.base import GatewayError
+    from billbox.models import Customer
+    from mailbridge.demo_mail import DemoLetter, file_demo_letters
+    from workers.registry import pipeline_config
+
+    try:
+        stripe = stripe_test_account(settings)
+        payers = prepare_payers(factory, settings, stripe) if stripe else []
+    except GatewayError as exc:
+        _fail(f"demo: {exc}", code=1)
+    with factory() as session:
+        others = session.exec(
+            select(Customer.id)
+            .where(Customer.email != "")
+            .order_by(col(Customer.id))
+            .offset(len(SCENARIOS))
+            .limit(3)
+        ).all()
+    letters = [DemoLetter(p.customer_id, p.scenario) for p in payers]
+    letters += [
+        DemoLetter(customer_id, scenario)
+        for customer_id, scenario in zip(
+            others, ("invoice_copy", "vat_id", "card_update"), strict=False
+        )
+        if customer_id is not None
+    ]
+    filed = file_demo_letters(factory, pipeline_config(settings), letters)
+    click.echo(
+        f"demo inbox: {filed} emails through the pipeline "
+        "(one out-of-office, which opens no ticket)"
+    )
+    if stripe is None:
+        click.echo(
+            "demo actions skipped: no Stripe test key. Set STRIPE_API_KEY=sk_test_… "
+            "(and STRIPE_API_BASE for localstripe); `make demo` starts localstripe for you."
+        )
+        return
+    try:
+        done = perform_demo_actions(factory, settings, stripe, payers)
+    except GatewayError as exc:
+        _fail(f"demo: {exc}", code=1)
+    notes = note_actions(factory, done)
+    for action in done:
+        click.echo(f"demo action: {action.result.message} ({action.reason})")
+    click.echo(f"demo actions: {len(done)} audited, {notes} ticket notes")
 
 
 @cli.group()
@@ -490,7 +553,14 @@ def audit_verify() -> None:
     help="issue (and email) receipts for paid payments found that have none; "
     "by default a sync mirrors history without documents",
 )
-def sync(gateway: str, since: Any, issue_documents: bool) -> None:
+@click.option(
+    "--account",
+    "account_name",
+    default=None,
+    help="an account added under Admin → Settings → Gateways (its own keys); "
+    "default: the one configured by environment variables",
+)
+def sync(gateway: str, since: Any, issue_documents: bool, account_name: str | None) -> None:
     """Backfill customers, subscriptions, invoices, payments and refunds from GATEWAY.
 
     Resumable: each page is committed with its cursor, so after an
@@ -501,7 +571,7 @@ def sync(gateway: str, since: Any, issue_documents: bool) -> None:
     from datetime import UTC
 
     settings = _settings()
-    adapter = _sync_adapter(gateway, settings)
+    adapter = _sync_adapter(gateway, settings) if account_name is None else None
     engine = _engine_at_head(settings)
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -515,7 +585,12 @@ def sync(gateway: str, since: Any, issue_documents: bool) -> None:
 
     factory = session_factory(engine)
     with transaction(factory) as session:
-        account = ensure_env_account(session, GatewayKind(gateway))
+        if account_name is None:
+            account = ensure_env_account(session, GatewayKind(gateway))
+        else:
+            account = _named_account(session, GatewayKind(gateway), account_name)
+    if adapter is None:
+        adapter = _account_adapter(account, settings)
     console = Console(stderr=True)
     with Progress(
         SpinnerColumn(),
@@ -554,6 +629,30 @@ def sync(gateway: str, since: Any, issue_documents: bool) -> None:
         f"{scope} pass {'resumed and ' if result.resumed else ''}complete: "
         f"{result.pages} pages, {result.retries} retries"
     )
+
+
+def _named_account(session: Any, gateway: Any, name: str) -> Any:
+    from sqlmodel import select
+
+    from billbox.models import GatewayAccount
+
+    account = session.exec(
+        select(GatewayAccount).where(GatewayAccount.gateway == gateway, GatewayAccount.name == name)
+    ).first()
+    if account is None:
+        _fail(f"no {gateway.value} account named {name!r} (Admin → Settings → Gateways)", code=1)
+    return account
+
+
+def _account_adapter(account: Any, settings: Settings) -> Any:
+    """An admin-added account's adapter, from its sealed keys; a clear exit when unusable."""
+    from billbox.gateways.base import GatewayError
+    from billbox.gateways.registry import adapter_for
+
+    try:
+        return adapter_for(account, settings)
+    except GatewayError as exc:
+        _fail(f"sync {account.gateway.value}: {exc}", code=1)
 
 
 def _sync_adapter(gateway: str, settings: Settings) -> Any:

@@ -49,6 +49,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level)
     for noisy in (
         "pika",
+        "stripe",
         "urllib3",
         "mail.log",
         "alembic.runtime.plugins",

@@ -169,7 +169,13 @@ def process_webhook(session: Session, job: JobContext) -> None:
         gateway = GatewayKind(row.gateway)
     except ValueError:
         raise PermanentError(f"unknown gateway {row.gateway!r}") from None
-    account = ensure_env_account(session, gateway)
+    account = (
+        session.get(GatewayAccount, row.account_id)
+        if row.account_id is not None  # delivered to /webhooks/<gateway>/<account name>
+        else ensure_env_account(session, gateway)
+    )
+    if account is None:
+        raise PermanentError(f"gateway account {row.account_id} of webhook event {row.id} is gone")
     row.account_id = account.id
     try:
         parsed = _parser(row.gateway)(row.body)

@@ -270,7 +270,7 @@ def test_without_a_reachable_gateway_the_action_stays_pending(factory, settings,
 
 
 def test_an_account_without_known_credentials_cannot_act(factory, settings, ledger):
-    with pytest.raises(ActionRefused, match="no credentials Billbox can use"):
+    with pytest.raises(ActionRefused, match="has no keys; an admin can add them"):
         _refund(factory, settings, ADMIN, ledger["elsewhere"], 100)
     _nothing_sent(factory)
 

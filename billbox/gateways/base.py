@@ -173,6 +173,14 @@ class GatewayAdapter(Protocol):
         """The payment as the gateway holds it now."""
         ...
 
+    def check_connection(self) -> str:
+        """One cheap authenticated call, for the admin's "test connection" button.
+
+        Returns a sentence for the admin; raises :class:`GatewayError` with
+        the gateway's own refusal (wrong key, unreachable API base).
+        """
+        ...
+
 
 class GatewayLister(Protocol):
     """Listing for ``billbox sync``: one page at a time, resumable from an opaque cursor.

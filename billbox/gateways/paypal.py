@@ -373,6 +373,12 @@ class PayPalGateway:
             return invoices_page(self._api(), cursor, since=since, limit=limit)
         return transactions_page(self._api(), kind, cursor, since=since, limit=limit)
 
+    def check_connection(self) -> str:
+        """Ask PayPal for an OAuth2 token with the client id and secret: what every call needs."""
+        client = self._api()
+        client.access_token()
+        return f"PayPal issued an access token ({client.api_base})"
+
     # Plumbing --------------------------------------------------------------------------
 
     def _api(self) -> PayPalClient:

@@ -110,7 +110,8 @@ class PayPalClient:
                 self._token.expiry = 0
             self._token = None
 
-    def _access_token(self) -> str:
+    def access_token(self) -> str:
+        """A valid bearer token (cached); PayPal's refusal is mapped to our errors."""
         try:
             token = self._provide_token(None, self.sdk.oauth_2)
         except ApiException as exc:
@@ -158,7 +159,7 @@ class PayPalClient:
                 data=body,
                 method=method,
                 headers={
-                    "Authorization": f"Bearer {self._access_token()}",
+                    "Authorization": f"Bearer {self.access_token()}",
                     "Content-Type": "application/json",
                     "Accept": "application/json",
                     **(headers or {}),

@@ -294,6 +294,16 @@ class StripeGateway:
             self._sdk(), invoice_external_id, send=send, idempotency_key=idempotency_key
         )
 
+    def check_connection(self) -> str:
+        """List one customer: the call Billbox needs most, so a restricted key lacking it fails.
+
+        The mode comes from the key's own prefix (``sk_live_``/``rk_live_``).
+        """
+        with _mapped_errors():
+            self._sdk().v1.customers.list(params={"limit": 1})
+        mode = "live" if "_live_" in (self._api_key or "") else "test"
+        return f"Stripe accepted the key ({mode} mode)"
+
     def _sdk(self) -> stripe_sdk.StripeClient:
         if self._client is None:
             if not self._api_key:

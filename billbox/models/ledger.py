@@ -44,7 +44,12 @@ class GatewayAccount(SQLModel, table=True):
     external_account_id: str | None = Field(default=None, max_length=128)
     # Fernet tokens, key derived from BILLBOX_SECRET_KEY; never plain text.
     credentials_encrypted: str | None = Field(default=None, sa_type=sa.Text)
+    # What is not secret (publishable key, PayPal client id, API base), shown in the admin.
+    settings: dict[str, str] = json_field()
     sync_cursor: dict[str, str] = json_field()
+    # The admin's "test connection": when it last worked, and the gateway's last refusal.
+    last_ok_at: datetime | None = ts_field()
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
     created_at: datetime = created_at_field()
 
 

@@ -21,6 +21,7 @@ def _csrf() -> None:
 from web.admin import account as _account  # noqa: E402,F401  (registers the routes)
 from web.admin import actions as _actions  # noqa: E402,F401
 from web.admin import audit as _audit  # noqa: E402,F401
+from web.admin import gateways as _gateways  # noqa: E402,F401
 from web.admin import helpdesks as _helpdesks  # noqa: E402,F401
 from web.admin import reports as _reports  # noqa: E402,F401
 from web.admin import settings as _settings  # noqa: E402,F401

@@ -21,15 +21,13 @@ from billbox.actions import ActionError, ActionResult, Actor
 from billbox.models import (
     Customer,
     GatewayInvoice,
-    MessageDirection,
     Payment,
     Role,
     Subscription,
     Ticket,
-    TicketMessage,
-    utcnow,
 )
 from billbox.money import Money
+from billbox.ticket_notes import add_note
 from web.admin import bp
 from web.app import services
 from web.auth import current_user, require_roles
@@ -163,18 +161,7 @@ def act(ticket_id: int, name: str) -> Any:
         return redirect(back)
     if not result.replayed:
         with services().factory() as db:
-            db.add(
-                TicketMessage(
-                    ticket_id=ticket_id,
-                    direction=MessageDirection.NOTE,
-                    author=user.email,
-                    body_text=f"{result.message}\nReason: {reason}",
-                )
-            )
-            found = db.get(Ticket, ticket_id)
-            if found is not None:
-                found.updated_at = utcnow()
-                db.add(found)
+            add_note(db, ticket_id, user.email, f"{result.message}\nReason: {reason}")
             db.commit()
     flash(result.message, "ok")
     return redirect(back)
