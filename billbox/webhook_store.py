@@ -74,7 +74,16 @@ class Stored:
 class Delivery:
     """One verified delivery waiting for its group's commit."""
 
-    __slots__ = ("answer", "body", "error", "gateway", "headers", "remote_addr", "verified")
+    __slots__ = (
+        "account_id",
+        "answer",
+        "body",
+        "error",
+        "gateway",
+        "headers",
+        "remote_addr",
+        "verified",
+    )
 
     def __init__(
         self,
@@ -83,8 +92,10 @@ class Delivery:
         headers: Mapping[str, str],
         body: bytes,
         remote_addr: str | None,
+        account_id: int | None = None,
     ) -> None:
         self.gateway = gateway
+        self.account_id = account_id
         self.verified = verified
         self.headers = dict(headers)
         self.body = body
@@ -267,7 +278,7 @@ def _insert(session: Session, batch: list[Delivery]) -> list[Stored]:
     rows: list[dict[str, Any]] = [
         {
             "gateway": d.gateway,
-            "account_id": None,
+            "account_id": d.account_id,
             "event_id": d.verified.event_id,
             "event_type": d.verified.event_type,
             "status": WebhookStatus.RECEIVED,

@@ -66,17 +66,22 @@ def receive_webhook(
     headers: Mapping[str, str],
     body: bytes,
     remote_addr: str | None,
+    *,
+    account_id: int | None = None,
 ) -> ReceiveResult:
     """Store a verified delivery and its processing job; return once it is committed.
 
     Deliveries arriving together in one process share a transaction (group
     commit, :mod:`billbox.webhook_store`); each caller still returns only
-    after its own row is on disk.
+    after its own row is on disk. ``account_id`` names the admin-added
+    account whose endpoint received it; None means the ``default`` account.
     """
     from billbox.webhook_store import Delivery, store_delivery
 
     kept = {k: v for k, v in headers.items() if k.lower() not in _UNSTORED_HEADERS}
-    answer = store_delivery(factory, Delivery(gateway, verified, kept, body, remote_addr))
+    answer = store_delivery(
+        factory, Delivery(gateway, verified, kept, body, remote_addr, account_id)
+    )
     return ReceiveResult(stored=answer.stored, event_row_id=answer.event_row_id)
 
 

@@ -29,8 +29,10 @@ from billbox.models import (
     Brand,
     Customer,
     CustomerIdentity,
+    GatewayAccount,
     GatewayInvoice,
     GatewayInvoiceStatus,
+    GatewayKind,
     Job,
     JobState,
     Payment,
@@ -572,3 +574,74 @@ def test_recorded_api_objects_of_every_api_age_normalise(name, obj):
     assert not isinstance(parsed, Ignored), name
     assert [type(o).__name__ for o in parsed] == [expected_type]
     assert parsed[0].external_id == obj["id"]
+
+
+# Accounts added in the admin: their own endpoint and signing secret ----------
+
+
+def _eu_account(factory, brand, *, with_keys: bool = True) -> int:
+    from billbox.gateways.accounts import seal_credentials
+
+    keys = {"api_key": "sk_test_eu", "webhook_secret": "whsec_eu_account_secret"}
+    with factory() as s:
+        account = GatewayAccount(
+            brand_id=brand.id,
+            gateway=GatewayKind.STRIPE,
+            name="stripe-eu",
+            credentials_encrypted=seal_credentials(SETTINGS_SECRET, keys) if with_keys else None,
+        )
+        s.add(account)
+        s.commit()
+        assert account.id is not None
+        return account.id
+
+
+SETTINGS_SECRET = "test-secret-key-0123456789"
+
+
+@pytest.fixture
+def keyed_client(settings, engine):
+    configured = settings.model_copy(
+        update={
+            "stripe_webhook_secret": SecretStr(SECRET),
+            "secret_key": SecretStr(SETTINGS_SECRET),
+        }
+    )
+    return create_app(configured, engine=engine).test_client()
+
+
+def _post_to(client, path: str, payload: dict[str, Any], secret: str):
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "Stripe-Signature": sign(body, secret)}
+    return client.post(path, data=body, headers=headers)
+
+
+def test_an_admin_added_account_has_its_own_endpoint_secret_and_ledger(
+    keyed_client, factory, brand
+):
+    account_id = _eu_account(factory, brand)
+    customer = {"id": "cus_EU", "object": "customer", "email": "eva@example.org", "name": "Eva"}
+    payload = event("evt_eu_1", "customer.created", customer, 1_700_000_001)
+    # The default account's secret does not open the EU account's endpoint.
+    assert _post_to(keyed_client, "/webhooks/stripe/stripe-eu", payload, SECRET).status_code == 400
+    assert rows(factory) == []
+    answer = _post_to(
+        keyed_client, "/webhooks/stripe/stripe-eu", payload, "whsec_eu_account_secret"
+    )
+    assert answer.status_code == 200
+    [row] = rows(factory)
+    assert row.account_id == account_id
+    assert run_pending_jobs(factory) == ["done"]
+    with factory() as s:
+        identity = s.exec(select(CustomerIdentity).where(CustomerIdentity.value == "cus_EU")).one()
+        assert identity.namespace == f"stripe:{account_id}"
+        assert s.exec(select(GatewayAccount).where(GatewayAccount.name == "default")).all() == []
+
+
+def test_unknown_and_keyless_accounts_store_nothing(keyed_client, factory, brand):
+    payload = event("evt_x", "customer.created", {"id": "cus_X", "object": "customer"}, 1)
+    assert _post_to(keyed_client, "/webhooks/stripe/nope", payload, SECRET).status_code == 404
+    assert _post_to(keyed_client, "/webhooks/stripe/default", payload, SECRET).status_code == 404
+    _eu_account(factory, brand, with_keys=False)
+    assert _post_to(keyed_client, "/webhooks/stripe/stripe-eu", payload, SECRET).status_code == 503
+    assert rows(factory) == []
