@@ -1,4 +1,4 @@
-"""localstripe plus the subscription discounts and invoice finalization Stripe documents (tests only).
+"""localstripe plus the subscription discounts and invoice finalize Stripe documents (tests only).
 
 Why this exists: localstripe 1.15.10 (the newest release on PyPI on
 2026-11-25) keeps Coupon objects but refuses ``discounts`` on
