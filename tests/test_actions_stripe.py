@@ -9,16 +9,20 @@ fetch, as ``billbox sync`` would. Every action goes through
 ``gateway_action`` row, in the audit log and, where it matters, by
 counting objects at localstripe.
 
-localstripe does not implement idempotency keys, coupons (``discounts``)
-or invoice finalization; see the tests named for them for what is checked
-instead.
+localstripe does not implement idempotency keys (see the tests named for
+them for what is checked instead), subscription ``discounts`` or invoice
+finalization: the coupon and finalize tests run against
+:mod:`tests.localstripe_discounts`, localstripe with those added as Stripe
+documents them.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -40,6 +44,8 @@ from billbox.models import (
     Brand,
     Customer,
     GatewayAction,
+    GatewayInvoice,
+    GatewayInvoiceStatus,
     GatewayKind,
     Job,
     JobState,
@@ -53,6 +59,7 @@ from billbox.models import (
 )
 from billbox.settings import Settings
 from billbox.webhooks import WEBHOOK_JOB, apply_objects, ensure_env_account
+from tests.localstripe_discounts import running_localstripe_with_discounts
 from tests.servers import (
     LOCALSTRIPE_API_KEY,
     LOCALSTRIPE_WEBHOOK_SECRET,
@@ -102,7 +109,19 @@ class World:
 @pytest.fixture
 def world(settings, engine, factory, tmp_path) -> Iterator[World]:
     """localstripe, our app served over HTTP as its webhook target, and one brand."""
-    with running_localstripe(tmp_path) as base:
+    yield from _world(settings, engine, factory, running_localstripe(tmp_path))
+
+
+@pytest.fixture
+def discount_world(settings, engine, factory, tmp_path) -> Iterator[World]:
+    """The same with localstripe extended by subscription discounts and invoice finalize."""
+    yield from _world(settings, engine, factory, running_localstripe_with_discounts(tmp_path))
+
+
+def _world(
+    settings: Settings, engine: Any, factory: Any, launcher: AbstractContextManager[str]
+) -> Iterator[World]:
+    with launcher as base:
         configured = settings.model_copy(
             update={
                 "stripe_webhook_secret": SecretStr(LOCALSTRIPE_WEBHOOK_SECRET),
@@ -626,20 +645,175 @@ def test_a_valid_tax_id_is_added_at_stripe_and_kept_on_the_customer(world):
     assert event.target_id == customer.id
 
 
-def test_coupons_reach_stripe_and_localstripe_s_refusal_changes_nothing(world):
-    """localstripe does not implement ``discounts``: it answers 400 on create and 500 on update.
+def _ledger_subscription(world: World, external_id: str) -> Subscription:
+    with world.factory() as s:
+        return s.exec(select(Subscription).where(Subscription.external_id == external_id)).one()
 
-    So this checks what can be checked here: the coupon is sent, the
-    refusal is reported to the agent, and the ledger is untouched (create:
-    declined, row failed; update: a 500 is "unknown", so the row stays
-    pending for a retry with the same key).
-    """
+
+def _subscribe(world: World, key: str, coupon: str | None = None) -> tuple[Any, int, int, str]:
+    """A paying customer in the ledger, subscribed through the action: (customer, ids, sub id)."""
+    customer = paying_customer(world)
+    customer_id, account_id = _ledger_customer(world, customer.id)
+    created = actions.create_subscription(
+        world.factory,
+        world.settings,
+        AGENT,
+        customer_id,
+        account_id,
+        _plan(world),
+        coupon=coupon,
+        reason="subscribed by mail",
+        idempotency_key=key,
+    )
+    assert created.response_id and created.response_id.startswith("sub_")
+    return customer, customer_id, account_id, created.response_id
+
+
+def test_a_subscription_created_with_a_coupon_is_discounted_at_stripe_and_named_in_the_ledger(
+    discount_world,
+):
+    """10 % off forever: Stripe charges 13.50 of 15.00 EUR; the ledger names the coupon."""
+    world = discount_world
+    world.sdk.v1.coupons.create(params={"id": "TENOFF", "percent_off": 10, "duration": "forever"})
+    customer, customer_id, _account_id, sub_id = _subscribe(world, "sub-with-coupon", "TENOFF")
+
+    at_stripe = world.sdk.v1.subscriptions.retrieve(sub_id, params={"expand": ["discounts"]})
+    [discount] = at_stripe.discounts
+    assert discount.id.startswith("di_")
+    assert (discount.source.coupon, discount.customer, discount.subscription, discount.end) == (
+        "TENOFF",
+        customer.id,
+        sub_id,
+        None,
+    )
+    invoice = world.sdk.v1.invoices.retrieve(at_stripe.latest_invoice)
+    assert (invoice.subtotal, invoice.total, invoice.status) == (1500, 1350, "paid")
+    assert [(t.amount, t.discount) for t in invoice.total_discount_amounts] == [(150, discount.id)]
+
+    sub = _ledger_subscription(world, sub_id)
+    assert (sub.status, sub.amount, sub.currency, sub.customer_id, sub.plan_name) == (
+        SubscriptionStatus.ACTIVE,
+        1500,
+        "EUR",
+        customer_id,
+        "Pro monthly (coupon TENOFF)",
+    )
+    [row] = world.action_rows()
+    assert (row.state, row.request["coupon"], row.response_id) == (
+        ActionState.SUCCEEDED,
+        "TENOFF",
+        sub_id,
+    )
+    [event] = world.audit("create_subscription")
+    assert (event.actor, event.target_id, event.reason) == (
+        "ana@example.org",
+        customer.id,
+        "subscribed by mail",
+    )
+    assert (event.data["response_id"], event.data["action_id"]) == (sub_id, row.id)
+
+    # localstripe's own deliveries: the discounted charge reaches the ledger, and the
+    # subscription's created event (discount ids only, and older than the action's
+    # answer) does not take the coupon's name away.
+    deliver(world, "customer.subscription.created", sub_id)
+    deliver(world, "payment_intent.succeeded", invoice.payment_intent)
+    with world.factory() as s:
+        payment = s.exec(select(Payment).where(Payment.external_id == invoice.payment_intent)).one()
+        assert (payment.status, payment.amount, payment.customer_id) == (
+            PaymentStatus.SUCCEEDED,
+            1350,
+            customer_id,
+        )
+    assert _ledger_subscription(world, sub_id).plan_name == "Pro monthly (coupon TENOFF)"
+
+
+def test_a_coupon_put_on_a_running_subscription_is_kept_in_the_ledger_and_audited(
+    discount_world,
+):
+    """5 EUR off for three months on a subscription that had no discount; a replay is stored."""
+    world = discount_world
+    world.sdk.v1.coupons.create(
+        params={
+            "id": "FIVEOFF3",
+            "amount_off": 500,
+            "currency": "eur",
+            "duration": "repeating",
+            "duration_in_months": 3,
+        }
+    )
+    customer, _customer_id, _account_id, sub_id = _subscribe(world, "sub-plain")
+    before = _ledger_subscription(world, sub_id)
+    assert before.plan_name == "Pro monthly" and before.id is not None
+
+    result = actions.apply_coupon(
+        world.factory,
+        world.settings,
+        AGENT,
+        before.id,
+        " FIVEOFF3 ",
+        reason="loyalty: three months at 10 EUR",
+        idempotency_key="coupon-key-1",
+    )
+    assert result.message == f"Applied the coupon to subscription {sub_id}."
+
+    at_stripe = world.sdk.v1.subscriptions.retrieve(sub_id, params={"expand": ["discounts"]})
+    [discount] = at_stripe.discounts
+    assert (discount.source.coupon, discount.subscription) == ("FIVEOFF3", sub_id)
+    assert discount.end is not None and discount.end > discount.start + 88 * 86400
+    until = datetime.fromtimestamp(discount.end, UTC).date().isoformat()
+    preview = world.sdk.v1.invoices.create_preview(
+        params={"customer": customer.id, "subscription": sub_id}
+    )
+    assert (preview.subtotal, preview.total) == (1500, 1000)
+
+    after = _ledger_subscription(world, sub_id)
+    assert after.plan_name == f"Pro monthly (coupon FIVEOFF3 until {until})"
+    assert (after.status, after.amount, after.currency) == (SubscriptionStatus.ACTIVE, 1500, "EUR")
+    assert before.gateway_updated_at is not None and after.gateway_updated_at is not None
+    assert after.gateway_updated_at > before.gateway_updated_at
+    [row] = [r for r in world.action_rows() if r.action == "apply_coupon"]
+    assert (row.state, row.request["coupon"], row.target_external_id) == (
+        ActionState.SUCCEEDED,
+        "FIVEOFF3",
+        sub_id,
+    )
+    [event] = world.audit("apply_coupon")
+    assert (event.actor, event.target_kind, event.target_id, event.reason) == (
+        "ana@example.org",
+        "subscription",
+        sub_id,
+        "loyalty: three months at 10 EUR",
+    )
+    assert event.data["action_id"] == row.id
+
+    again = actions.apply_coupon(
+        world.factory,
+        world.settings,
+        AGENT,
+        before.id,
+        "FIVEOFF3",
+        reason="loyalty: three months at 10 EUR",
+        idempotency_key="coupon-key-1",
+    )
+    assert again.replayed and len(world.audit("apply_coupon")) == 1
+    assert world.sdk.v1.subscriptions.retrieve(sub_id).discounts == [discount.id]
+    assert world.sdk.v1.coupons.retrieve("FIVEOFF3").times_redeemed == 1
+
+    # localstripe's customer.subscription.updated names only the discount's id; it is
+    # older than the action's answer, so the ledger keeps the coupon's name.
+    deliver(world, "customer.subscription.updated", sub_id)
+    assert _ledger_subscription(world, sub_id).plan_name == after.plan_name
+
+
+def test_an_unknown_coupon_is_refused_by_stripe_and_nothing_is_half_applied(discount_world):
+    """A typo in the coupon: no subscription is created, none is changed, the agent is told."""
+    world = discount_world
+    world.sdk.v1.coupons.create(params={"id": "TENOFF", "percent_off": 10, "duration": "once"})
     customer = paying_customer(world)
     customer_id, account_id = _ledger_customer(world, customer.id)
     plan = _plan(world)
-    world.sdk.v1.coupons.create(params={"id": "TENOFF", "percent_off": 10, "duration": "once"})
 
-    with pytest.raises(ActionDeclined, match="Stripe: Unexpected discounts"):
+    with pytest.raises(ActionDeclined) as info:
         actions.create_subscription(
             world.factory,
             world.settings,
@@ -647,12 +821,21 @@ def test_coupons_reach_stripe_and_localstripe_s_refusal_changes_nothing(world):
             customer_id,
             account_id,
             plan,
-            coupon="TENOFF",
+            coupon="TENOF",
             reason="promo",
-            idempotency_key="sub-with-coupon",
+            idempotency_key="sub-typo-coupon",
         )
+    assert str(info.value) == (
+        "New subscription refused by Stripe: Stripe has no coupon 'TENOF' (coupon ids are "
+        "case-sensitive); nothing was changed."
+    )
+    assert info.value.code == "resource_missing"
     with world.factory() as s:
         assert s.exec(select(Subscription)).all() == []
+    assert list(world.sdk.v1.subscriptions.list(params={"status": "all"}).data) == []
+    [failed] = world.audit("create_subscription.failed")
+    assert failed.data["code"] == "resource_missing" and "'TENOF'" in str(failed.data["error"])
+    assert world.audit("create_subscription") == []
 
     created = actions.create_subscription(
         world.factory,
@@ -662,32 +845,108 @@ def test_coupons_reach_stripe_and_localstripe_s_refusal_changes_nothing(world):
         account_id,
         plan,
         reason="promo",
-        idempotency_key="sub-without-coupon",
+        idempotency_key="sub-no-coupon",
     )
-    with world.factory() as s:
-        sub = s.exec(
-            select(Subscription).where(Subscription.external_id == created.response_id)
-        ).one()
-        before = (sub.status, sub.amount, sub.gateway_updated_at)
-        assert sub.id is not None
-        subscription_id = sub.id
-    with pytest.raises(ActionRetryable):
+    assert created.response_id is not None
+    before = _ledger_subscription(world, created.response_id)
+    assert before.id is not None
+
+    def lowercase_coupon() -> None:
+        assert before.id is not None
         actions.apply_coupon(
             world.factory,
             world.settings,
             AGENT,
-            subscription_id,
-            "TENOFF",
+            before.id,
+            "tenoff",
             reason="loyalty",
-            idempotency_key="coupon-key-1",
+            idempotency_key="coupon-lowercase",
         )
+
+    with pytest.raises(ActionDeclined, match=r"^Coupon refused by Stripe: Stripe has no coupon "):
+        lowercase_coupon()
+    after = _ledger_subscription(world, created.response_id)
+    assert (after.plan_name, after.gateway_updated_at, after.updated_at) == (
+        before.plan_name,
+        before.gateway_updated_at,
+        before.updated_at,
+    )
+    assert world.sdk.v1.subscriptions.retrieve(created.response_id).discounts == []
+    assert world.sdk.v1.coupons.retrieve("TENOFF").times_redeemed == 0
+    assert world.audit("apply_coupon") == [] and len(world.audit("apply_coupon.failed")) == 1
+    assert {r.idempotency_key: r.state for r in world.action_rows()} == {
+        "sub-typo-coupon": ActionState.FAILED,
+        "sub-no-coupon": ActionState.SUCCEEDED,
+        "coupon-lowercase": ActionState.FAILED,
+    }
+    with pytest.raises(ActionDeclined, match="already refused with this key"):
+        lowercase_coupon()
+    assert len(world.audit("apply_coupon.failed")) == 1
+
+
+def test_a_draft_invoice_is_finalized_at_stripe_and_open_in_the_ledger(discount_world):
+    """The next period's draft of a discounted subscription: finalized, numbered, audited."""
+    world = discount_world
+    world.sdk.v1.coupons.create(params={"id": "TENOFF", "percent_off": 10, "duration": "forever"})
+    customer, _customer_id, _account_id, sub_id = _subscribe(world, "sub-for-invoice", "TENOFF")
+    draft = world.sdk.v1.invoices.create(params={"customer": customer.id, "subscription": sub_id})
+    assert (draft.status, draft.total) == ("draft", 1350)
+    deliver(world, "invoice.created", draft.id)
     with world.factory() as s:
-        sub = s.get(Subscription, subscription_id)
-        assert sub is not None and (sub.status, sub.amount, sub.gateway_updated_at) == before
-    states = {r.idempotency_key: r.state for r in world.action_rows()}
-    assert states["sub-with-coupon"] == ActionState.FAILED
-    assert states["coupon-key-1"] == ActionState.PENDING
-    assert world.audit("apply_coupon") == []
+        row = s.exec(select(GatewayInvoice).where(GatewayInvoice.external_id == draft.id)).one()
+        assert (row.status, row.amount_due, row.currency, row.number) == (
+            GatewayInvoiceStatus.DRAFT,
+            1350,
+            "EUR",
+            None,
+        )
+        invoice_id = row.id
+    assert invoice_id is not None
+
+    result = actions.finalize_invoice(
+        world.factory,
+        world.settings,
+        FINANCE,
+        invoice_id,
+        reason="customer needs the invoice for their books",
+        idempotency_key="finalize-key-1",
+    )
+    assert result.message == f"Finalized invoice {draft.id}."
+    at_stripe = world.sdk.v1.invoices.retrieve(draft.id)
+    assert (at_stripe.status, at_stripe.auto_advance) == ("open", False)
+    assert at_stripe.number and at_stripe.status_transitions.finalized_at
+    with world.factory() as s:
+        row = s.get(GatewayInvoice, invoice_id)
+        assert row is not None
+        assert (row.status, row.number, row.amount_due) == (
+            GatewayInvoiceStatus.OPEN,
+            at_stripe.number,
+            1350,
+        )
+    [event] = world.audit("finalize_invoice")
+    assert (event.actor, event.target_id, event.data["amount"], event.data["currency"]) == (
+        "fin@example.org",
+        draft.id,
+        1350,
+        "EUR",
+    )
+
+    deliver(world, "invoice.finalized", draft.id)  # Stripe's event agrees with the answer
+    with world.factory() as s:
+        row = s.get(GatewayInvoice, invoice_id)
+        assert row is not None and (row.status, row.number) == (
+            GatewayInvoiceStatus.OPEN,
+            at_stripe.number,
+        )
+    with pytest.raises(ActionRefused, match="is open; only a draft can be finalized"):
+        actions.finalize_invoice(
+            world.factory,
+            world.settings,
+            FINANCE,
+            invoice_id,
+            reason="again",
+            idempotency_key="finalize-key-2",
+        )
 
 
 class RecordingProxy:

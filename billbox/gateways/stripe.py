@@ -33,6 +33,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import stripe as stripe_sdk
@@ -62,6 +63,7 @@ from billbox.gateways.types import (
     GatewaySubscription,
 )
 from billbox.models import GatewayInvoiceStatus, PaymentStatus, RefundStatus, SubscriptionStatus
+from billbox.money import Money
 from billbox.retry_after import retry_after_header
 from billbox.settings import Settings
 
@@ -572,7 +574,7 @@ def subscription_from_object(obj: Json, updated_at: datetime) -> GatewaySubscrip
         external_id=_req_str(obj, "id"),
         customer_external_id=_ref(obj.get("customer")),
         status=status,
-        plan_name=_plan_name(first)[:200],
+        plan_name=_with_discounts(_plan_name(first), obj),
         amount=amount,
         currency=currency,
         interval=interval[:16],
@@ -766,6 +768,74 @@ def _billing_email(charge: Json) -> str | None:
     billing = charge.get("billing_details")
     email = billing.get("email") if isinstance(billing, dict) else None
     return _opt_str(email) or _opt_str(charge.get("receipt_email"))
+
+
+#: Room the subscription's plan name has in the ledger (``subscription.plan_name``).
+_PLAN_NAME_MAX = 200
+
+
+def _with_discounts(plan: str, subscription: Json) -> str:
+    """The plan name, followed by the subscription's discounts when it has any.
+
+    The ledger has no discount column, and the plan name is what the agent
+    (billing context), the admin and the portal show for a subscription, so
+    a coupon travels there: ``Pro monthly (coupon TENOFF)``. The listed
+    ``amount`` stays the price before discounts.
+    """
+    note = _discount_note(subscription)
+    if not note:
+        return plan[:_PLAN_NAME_MAX]
+    return f"{plan[: _PLAN_NAME_MAX - len(note) - 3]} ({note})"
+
+
+def _discount_note(subscription: Json) -> str:
+    """``coupon TENOFF until 2027-02-25``, ``coupons A, B``, or ``discounted``.
+
+    Reads every API shape: ``discounts`` holding expanded Discount objects
+    (the coupon under ``source.coupon`` since 2025-09-30.clover, as an
+    embedded ``coupon`` before), holding bare ``di_…`` ids (events and
+    unexpanded answers: a discount whose coupon cannot be named), and the
+    single ``discount`` object of API versions before 2025-03-31.basil.
+    """
+    entries = subscription.get("discounts")
+    items: list[Any] = list(entries) if isinstance(entries, list) else []
+    legacy = subscription.get("discount")
+    if not items and isinstance(legacy, dict):
+        items = [legacy]
+    named: list[str] = []
+    unnamed = 0
+    for item in items:
+        source = item.get("source") if isinstance(item, dict) else None
+        if isinstance(source, dict):
+            coupon = source.get("coupon")
+        else:
+            coupon = item.get("coupon") if isinstance(item, dict) else None
+        coupon_id = _ref(coupon)
+        if coupon_id is None or not isinstance(item, dict):
+            unnamed += 1
+            continue
+        terms = _coupon_terms(coupon) if isinstance(coupon, dict) else ""
+        end = _ts(item.get("end"))
+        until = f" until {end.date().isoformat()}" if end else ""
+        named.append(f"{coupon_id}{terms}{until}")
+    if not named:
+        return "discounted" if unnamed else ""
+    more = f" and {unnamed} more discount{'s' if unnamed > 1 else ''}" if unnamed else ""
+    return f"coupon{'s' if len(named) > 1 else ''} {', '.join(named)}{more}"
+
+
+def _coupon_terms(coupon: Json) -> str:
+    """``: 10% off`` or ``: 5.00 EUR off`` from an expanded Coupon; empty when unreadable."""
+    percent = coupon.get("percent_off")
+    if isinstance(percent, int | float) and not isinstance(percent, bool):
+        return f": {Decimal(str(percent)).normalize():f}% off"
+    amount, currency = coupon.get("amount_off"), _opt_str(coupon.get("currency"))
+    if isinstance(amount, int) and not isinstance(amount, bool) and currency:
+        try:
+            return f": {Money(amount, currency)} off"
+        except ValueError:
+            return ""
+    return ""
 
 
 def _plan_name(price: Json) -> str:

@@ -23,7 +23,12 @@ Parameter choices, each the one both Stripe and localstripe accept:
 subscriptions are created with ``items[0][plan]`` (Stripe accepts a price
 id there), the agent's free-text reason goes to refund ``metadata``
 (Stripe's own ``reason`` takes three fixed values), and coupons go in
-``discounts`` (the current API has no ``coupon`` parameter on customers).
+``discounts`` (API 2025-03-31.basil removed the ``coupon`` parameter).
+Subscription answers are asked for with ``expand[]=discounts`` so the
+ledger learns which coupon is on them (unexpanded, ``discounts`` holds
+only ``di_…`` ids); Stripe documents that expansion on the field itself.
+An unknown coupon (``resource_missing`` on a ``discounts`` parameter) is
+reported to the agent as such rather than with Stripe's bare sentence.
 """
 
 from __future__ import annotations
@@ -66,6 +71,27 @@ def _options(idempotency_key: str) -> Any:
 def _is_charge(external_id: str) -> bool:
     """Pre-2019 payments are charges (``ch_``/``py_``); later ones PaymentIntents."""
     return external_id.startswith(("ch_", "py_"))
+
+
+#: Ask Stripe for the Discount objects, not just their ids, on subscription answers.
+_EXPAND_DISCOUNTS = ["discounts"]
+
+
+@contextmanager
+def _coupon_errors(coupon: str) -> Iterator[None]:
+    """Name the coupon when Stripe has none by that id; other errors map as usual."""
+    with mapped_action_errors():
+        try:
+            yield
+        except stripe_sdk.InvalidRequestError as exc:
+            if exc.code == "resource_missing" and (exc.param or "").startswith("discounts"):
+                raise GatewayDeclined(
+                    f"Stripe has no coupon {coupon!r} (coupon ids are case-sensitive); "
+                    "nothing was changed.",
+                    code=exc.code,
+                    request_id=exc.request_id or "",
+                ) from exc
+            raise
 
 
 def _retry_after(exc: stripe_sdk.StripeError) -> float | None:
@@ -200,7 +226,8 @@ def create_subscription(
     }
     if coupon:
         params["discounts"] = [{"coupon": coupon}]
-    with mapped_action_errors():
+        params["expand"] = _EXPAND_DISCOUNTS
+    with _coupon_errors(coupon or ""):
         obj = client.v1.subscriptions.create(params=params, options=_options(idempotency_key))
     return subscription_from_object(obj.to_dict(), datetime.now(UTC))
 
@@ -219,11 +246,10 @@ def apply_coupon(
             f"Stripe applies coupons to a subscription, not to customer {customer_external_id}; "
             "choose one of the customer's subscriptions"
         )
-    with mapped_action_errors():
+    params: Any = {"discounts": [{"coupon": coupon}], "expand": _EXPAND_DISCOUNTS}
+    with _coupon_errors(coupon):
         obj = client.v1.subscriptions.update(
-            subscription_external_id,
-            params={"discounts": [{"coupon": coupon}]},
-            options=_options(idempotency_key),
+            subscription_external_id, params=params, options=_options(idempotency_key)
         )
     return subscription_from_object(obj.to_dict(), datetime.now(UTC))
 
