@@ -705,6 +705,7 @@ def test_a_subscription_created_with_a_coupon_is_discounted_at_stripe_and_named_
         sub_id,
     )
     [event] = world.audit("create_subscription")
+    assert event.data["arguments"]["coupon"] == "TENOFF"  # which coupon, readable in the log
     assert (event.actor, event.target_id, event.reason) == (
         "ana@example.org",
         customer.id,
@@ -778,6 +779,7 @@ def test_a_coupon_put_on_a_running_subscription_is_kept_in_the_ledger_and_audite
         sub_id,
     )
     [event] = world.audit("apply_coupon")
+    assert event.data["arguments"] == {"coupon": "FIVEOFF3"}
     assert (event.actor, event.target_kind, event.target_id, event.reason) == (
         "ana@example.org",
         "subscription",

@@ -266,7 +266,14 @@ def _release(factory: Factory, action_id: int) -> None:
         session.commit()
 
 
+#: Request arguments worth reading in the audit log (which coupon, plan, tax id, when).
+_AUDITED_ARGUMENTS = ("coupon", "price", "at_period_end", "scheme", "value", "country", "send")
+
+
 def _audit_data(row: GatewayAction, account: GatewayAccount, **more: object) -> dict[str, object]:
+    arguments = {k: row.request[k] for k in _AUDITED_ARGUMENTS if row.request.get(k) is not None}
+    if arguments:
+        more = {"arguments": arguments, **more}
     return {
         "gateway": account.gateway.value,
         "account_id": row.account_id,
