@@ -103,6 +103,7 @@ def test_an_admin_adds_an_account_copies_its_webhook_url_and_tests_it(client, fa
     assert 'value="https://billbox.example.com/webhooks/paypal/paypal-eu"' in page
     assert 'data-copy="https://billbox.example.com/webhooks/paypal/paypal-eu"' in page
     assert paypal.client_secret not in page  # never shown again
+    assert "<td>stored</td>" in page  # where the keys come from
 
     account = the_account(factory)
     assert paypal.client_secret not in (account.credentials_encrypted or "")

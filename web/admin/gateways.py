@@ -63,7 +63,7 @@ def gateways() -> Any:
             "brand": brands.get(a.brand_id),
             "spec": GATEWAYS.get(a.gateway),
             "env": is_env_account(a),
-            "keys": "environment" if is_env_account(a) else
+            "key_source": "environment" if is_env_account(a) else
                     ("stored" if a.credentials_encrypted else "none"),
             "webhook_url": base + webhook_path(a),
             "capabilities": sorted(capabilities_of(a.gateway)),
