@@ -72,7 +72,7 @@ def shop(settings, engine, factory, tmp_path):
             apply_objects(s, account, [adapter.fetch_customer(customer.id)])
             from datetime import UTC, datetime
 
-            from billbox.gateways.stripe import subscription_from_object
+            from billbox.gateways.stripe_objects import subscription_from_object
 
             raw = sdk.v1.subscriptions.retrieve(sub.id).to_dict()
             apply_objects(s, account, [subscription_from_object(raw, datetime.now(UTC))])

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from billbox.gateways.stripe import subscription_from_object
+from billbox.gateways.stripe_objects import subscription_from_object
 
 #: The shared corpus sits beside the checkout (``/work/shared`` for ``/work/main``,
 #: one level further up for a worktree).

@@ -41,7 +41,7 @@ from typing import Any
 import stripe as stripe_sdk
 
 from billbox.gateways.base import GatewayDeclined, GatewayUnavailable, UnsupportedAction
-from billbox.gateways.stripe import (
+from billbox.gateways.stripe_objects import (
     customer_from_object,
     invoice_from_object,
     payment_from_charge,

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from billbox.gateways.base import GatewayParseError, NormalisedObject, ObjectKind, Page
-from billbox.gateways.stripe import (
+from billbox.gateways.stripe_objects import (
     customer_from_object,
     invoice_from_object,
     payment_from_charge,
