@@ -291,7 +291,26 @@ def apply_invoice(
     row.updated_at = utcnow()
     session.add(row)
     session.flush()
+    _link_waiting_payments(session, row, data.payment_external_ids)
     return Applied(row, True)
+
+
+def _link_waiting_payments(
+    session: Session, invoice: GatewayInvoice, payment_external_ids: tuple[str, ...]
+) -> None:
+    """Payments the invoice names that arrived before it (events come in any order)."""
+    if not payment_external_ids:
+        return
+    waiting = session.exec(
+        select(Payment).where(
+            Payment.account_id == invoice.account_id,
+            col(Payment.external_id).in_(payment_external_ids),
+            col(Payment.gateway_invoice_id).is_(None),
+        )
+    ).all()
+    for payment in waiting:
+        payment.gateway_invoice_id = invoice.id
+        session.add(payment)
 
 
 M = TypeVar("M", Payment, Refund, Subscription, GatewayInvoice)

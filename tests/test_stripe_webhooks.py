@@ -645,3 +645,33 @@ def test_unknown_and_keyless_accounts_store_nothing(keyed_client, factory, brand
     _eu_account(factory, brand, with_keys=False)
     assert _post_to(keyed_client, "/webhooks/stripe/stripe-eu", payload, SECRET).status_code == 503
     assert rows(factory) == []
+
+
+@pytest.mark.parametrize(
+    "names_payment",
+    [
+        {"payment_intent": "pi_A", "charge": "ch_A"},  # up to the 2025-03-31 API
+        {"payments": {"object": "list", "data": [{"payment": {"payment_intent": "pi_A"}}]}},
+    ],
+)
+def test_a_payment_that_arrives_before_its_invoice_is_linked_when_the_invoice_does(
+    client, factory, brand, names_payment
+):
+    post(client, event("evt_p", "payment_intent.succeeded", intent("succeeded"), 1_700_000_020))
+    invoice = {
+        "id": "in_A",
+        "object": "invoice",
+        "customer": "cus_A",
+        "status": "paid",
+        "amount_due": 2000,
+        "amount_paid": 2000,
+        "currency": "eur",
+        "created": 1_700_000_000,
+        **names_payment,
+    }
+    post(client, event("evt_i", "invoice.paid", invoice, 1_700_000_030))
+    assert run_pending_jobs(factory) == ["done", "done"]
+    with factory() as s:
+        payment = s.exec(select(Payment)).one()
+        gateway_invoice = s.exec(select(GatewayInvoice)).one()
+    assert payment.gateway_invoice_id == gateway_invoice.id

@@ -300,7 +300,29 @@ def invoice_from_object(
         hosted_url=(_opt_str(obj.get("hosted_invoice_url")) or "")[:500] or None,
         created_at=_ts(obj.get("created") or obj.get("date")),
         updated_at=updated_at,
+        payment_external_ids=_invoice_payments(obj),
     )
+
+
+def _invoice_payments(obj: Json) -> tuple[str, ...]:
+    """PaymentIntent and charge ids that paid the invoice, in every API shape.
+
+    Up to 2025 an invoice named its ``payment_intent`` and ``charge``; since
+    the 2025-03-31 API it lists ``payments`` (``data[].payment.payment_intent``
+    or ``.charge``).
+    """
+    found: list[str] = []
+    sources: list[Any] = [obj]
+    payments = obj.get("payments")
+    if isinstance(payments, dict) and isinstance(payments.get("data"), list):
+        sources += [p.get("payment") for p in payments["data"] if isinstance(p, dict)]
+    for source in sources:
+        if isinstance(source, dict):
+            for key in ("payment_intent", "charge"):
+                ref = _ref(source.get(key))
+                if ref:
+                    found.append(ref)
+    return tuple(dict.fromkeys(found))
 
 
 def _invoice(obj: Json, updated_at: datetime) -> NormalisedObject:

@@ -85,3 +85,6 @@ class GatewayInvoiceData:
     hosted_url: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: The payments that settled it, as the gateway names them: how a payment
+    #: that arrived before its invoice gets linked once the invoice does.
+    payment_external_ids: tuple[str, ...] = ()
