@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -321,16 +320,6 @@ def test_the_sidebar_needs_an_email() -> None:
     with pytest.raises(HelpdeskError) as caught:
         FreshdeskSidebarVerifier(TOKEN).verify({"Authorization": f"Bearer {TOKEN}"}, {}, b"")
     assert caught.value.status == 400
-
-
-def test_a_slow_answer_is_a_timeout(fake: FreshdeskFake) -> None:
-    """Every call has a timeout; a hung server does not hang the worker."""
-    client = FreshdeskClient(domain="acme", api_key=fake.api_key, base_url=fake.url, timeout=0.2)
-    fake.fail_next("GET", "/api/v2/agents/me", delay=0.6)
-    started = time.monotonic()
-    with pytest.raises(HelpdeskUnavailable):
-        client.test_connection()
-    assert time.monotonic() - started < 0.55
 
 
 INTEGRATION = Path(__file__).resolve().parents[1] / "integrations" / "freshdesk"

@@ -40,7 +40,6 @@ create it first in every account; the marker line works out of the box.
 
 from __future__ import annotations
 
-import base64
 import hmac
 import html
 import re
@@ -48,7 +47,6 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mailbridge.helpdesks._http_a import DEFAULT_TIMEOUT, JsonApi, JsonResponse
 from mailbridge.helpdesks._refs_a import message_ref
 from mailbridge.helpdesks.external import (
     BillingNote,
@@ -58,6 +56,7 @@ from mailbridge.helpdesks.external import (
     MessageBody,
     Requester,
 )
+from mailbridge.helpdesks.http import DEFAULT_TIMEOUT, JsonClient, JsonResponse, basic_auth
 
 _DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
@@ -116,11 +115,10 @@ class FreshdeskClient:
             raise ValueError("Freshdesk needs an agent's API key")
         self.domain = domain
         self.lookback = lookback
-        credentials = f"{api_key.strip()}:X".encode()
-        self._api = JsonApi(
+        self._api = JsonClient(
             vendor="Freshdesk",
             base_url=base_url or f"https://{domain}.freshdesk.com",
-            authorization="Basic " + base64.b64encode(credentials).decode("ascii"),
+            auth=basic_auth(api_key.strip(), "X"),
             error_text=freshdesk_error_text,
             timeout=timeout,
         )

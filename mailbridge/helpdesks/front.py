@@ -43,7 +43,6 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mailbridge.helpdesks._http_b import DEFAULT_TIMEOUT, JsonHttp
 from mailbridge.helpdesks._refs_b import (
     message_token,
     note_token,
@@ -60,6 +59,7 @@ from mailbridge.helpdesks.external import (
     MessageBody,
     Requester,
 )
+from mailbridge.helpdesks.http import DEFAULT_TIMEOUT, JsonClient, bearer_auth
 
 DEFAULT_BASE_URL = "https://api2.frontapp.com"
 WEB_URL = "https://app.frontapp.com/open/{id}"
@@ -99,21 +99,21 @@ class Front:
         self._poll_interval = poll_interval
         self._sleep = sleep
         self._clock = clock
-        self._http = JsonHttp(
-            "Front",
-            base_url,
-            auth_headers=lambda: {"Authorization": f"Bearer {api_token}"},
-            error_message=front_error_message,
+        self._http = JsonClient(
+            vendor="Front",
+            base_url=base_url,
+            auth=bearer_auth(api_token),
+            error_text=front_error_message,
             timeout=timeout,
         )
 
     def test_connection(self) -> str:
-        me = self._http.request("GET", "/me").json() or {}
+        me = self._http.request("GET", "/me").data or {}
         return f"Connected to Front company {me.get('name')} ({me.get('id')})"
 
     def find_ticket(self, message_id: str) -> ExternalTicket | None:
         query = f"inbox:{self.inbox_id} {message_token(message_id)}"
-        data = self._http.request("GET", f"/conversations/search/{_q(query)}").json() or {}
+        data = self._http.request("GET", f"/conversations/search/{_q(query)}").data or {}
         found = data.get("_results") or []
         if not found:
             return None
@@ -183,8 +183,8 @@ class Front:
         if conversation_id:
             payload["conversation_id"] = conversation_id
         accepted = self._http.request(
-            "POST", f"/inboxes/{_q(self.inbox_id)}/imported_messages", json_body=payload
-        ).json()
+            "POST", f"/inboxes/{_q(self.inbox_id)}/imported_messages", body=payload
+        ).data
         uid = accepted.get("message_uid") if isinstance(accepted, dict) else None
         if not uid:
             raise HelpdeskError("Front: the import was accepted without a message_uid")
@@ -195,7 +195,7 @@ class Front:
         deadline = self._clock() + self._import_wait
         while True:
             try:
-                message = self._http.request("GET", f"/messages/alt:uid:{_q(uid)}").json()
+                message = self._http.request("GET", f"/messages/alt:uid:{_q(uid)}").data
             except HelpdeskError as exc:
                 if exc.status != 404 or isinstance(exc, HelpdeskUnavailable):
                     raise
@@ -215,7 +215,7 @@ class Front:
     def _ensure_note(self, conv_id: str, mid: str | None, note: BillingNote) -> None:
         if mid:
             token = note_token(mid)
-            comments = self._http.request("GET", f"/conversations/{_q(conv_id)}/comments").json()
+            comments = self._http.request("GET", f"/conversations/{_q(conv_id)}/comments").data
             for comment in (comments or {}).get("_results") or []:
                 if token in str(comment.get("body") or ""):
                     return
@@ -223,20 +223,15 @@ class Front:
 
     def _post_note(self, conv_id: str, mid: str | None, note: BillingNote) -> None:
         body = with_text_ref(note.text, note_token(mid) if mid else None)
-        self._http.request(
-            "POST", f"/conversations/{_q(conv_id)}/comments", json_body={"body": body}
-        )
+        self._http.request("POST", f"/conversations/{_q(conv_id)}/comments", body={"body": body})
 
     def _paged(self, path: str) -> list[dict[str, Any]]:
         """All ``_results`` of a list endpoint, following ``_pagination.next``."""
-        results: list[dict[str, Any]] = []
-        url: str | None = path
-        while url:
-            data = self._http.request("GET", url).json() or {}
+        data = self._http.request("GET", path).data or {}
+        results: list[dict[str, Any]] = data.get("_results") or []
+        while url := (data.get("_pagination") or {}).get("next"):
+            data = self._http.get_url(str(url)).data or {}
             results += data.get("_results") or []
-            url = (data.get("_pagination") or {}).get("next")
-            if url and not _same_origin(url, self._http.base_url):
-                raise HelpdeskError(f"Front: refusing to follow a next page on another host: {url}")
         return results
 
 
@@ -275,11 +270,6 @@ class FrontSidebarVerifier:
         if not email or "@" not in email:
             raise HelpdeskAuthError("Front sidebar: no customer email in the request")
         return email
-
-
-def _same_origin(url: str, base_url: str) -> bool:
-    a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(base_url)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
 def _q(value: str) -> str:

@@ -35,7 +35,6 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mailbridge.helpdesks._http_b import DEFAULT_TIMEOUT, JsonHttp
 from mailbridge.helpdesks._refs_b import (
     message_token,
     note_token,
@@ -50,6 +49,7 @@ from mailbridge.helpdesks.external import (
     MessageBody,
     Requester,
 )
+from mailbridge.helpdesks.http import DEFAULT_TIMEOUT, JsonClient
 
 DEFAULT_BASE_URL = "https://api.helpscout.net/v2"
 #: Where an agent opens a conversation (shown in the admin next to the id).
@@ -92,11 +92,11 @@ class HelpScout:
         self._clock = clock
         self._token: str | None = None
         self._token_expires = 0.0
-        self._http = JsonHttp(
-            "Help Scout",
-            base_url,
-            auth_headers=self._bearer,
-            error_message=helpscout_error_message,
+        self._http = JsonClient(
+            vendor="Help Scout",
+            base_url=base_url,
+            auth=self._bearer,
+            error_text=helpscout_error_message,
             timeout=timeout,
         )
 
@@ -113,7 +113,7 @@ class HelpScout:
             },
             authenticated=False,
         )
-        data = resp.json()
+        data = resp.data
         if not isinstance(data, dict) or not data.get("access_token"):
             raise HelpdeskError("Help Scout: the token endpoint returned no access_token")
         self._token = str(data["access_token"])
@@ -139,7 +139,7 @@ class HelpScout:
     # -- ExternalHelpdesk ---------------------------------------------------
 
     def test_connection(self) -> str:
-        data = self._call("GET", f"/mailboxes/{self.mailbox_id}").json() or {}
+        data = self._call("GET", f"/mailboxes/{self.mailbox_id}").data or {}
         name, email = data.get("name", self.mailbox_id), data.get("email", "?")
         return f"Connected to Help Scout mailbox {name} ({email})"
 
@@ -149,7 +149,7 @@ class HelpScout:
             "status": "all",
             "query": f'(body:"{message_token(message_id)}")',
         }
-        data = self._call("GET", "/conversations", query=query).json() or {}
+        data = self._call("GET", "/conversations", query=query).data or {}
         found = (data.get("_embedded") or {}).get("conversations") or []
         if not found:
             return None
@@ -183,7 +183,7 @@ class HelpScout:
             "status": "active",
             "threads": threads,
         }
-        resp = self._call("POST", "/conversations", json_body=payload)
+        resp = self._call("POST", "/conversations", body=payload)
         conv_id = resp.headers.get("resource-id")
         if not conv_id:
             raise HelpdeskError("Help Scout: created a conversation but sent no Resource-ID")
@@ -199,7 +199,7 @@ class HelpScout:
             resp = self._call(
                 "POST",
                 f"/conversations/{_q(ticket_id)}/customer",
-                json_body={
+                body={
                     "customer": _customer(requester),
                     "text": _thread_html(body, message_token(mid) if mid else None),
                 },
@@ -230,7 +230,7 @@ class HelpScout:
         self._call(
             "POST",
             f"/conversations/{_q(ticket_id)}/notes",
-            json_body={"text": with_html_ref(note.html, ref)},
+            body={"text": with_html_ref(note.html, ref)},
         )
 
     def _thread_bodies(self, ticket_id: str) -> list[str]:
@@ -241,7 +241,7 @@ class HelpScout:
             data = (
                 self._call(
                     "GET", f"/conversations/{_q(ticket_id)}/threads", query={"page": page}
-                ).json()
+                ).data
                 or {}
             )
             for thread in (data.get("_embedded") or {}).get("threads") or []:

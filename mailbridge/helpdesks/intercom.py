@@ -38,7 +38,6 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from mailbridge.helpdesks._http_b import DEFAULT_TIMEOUT, JsonHttp
 from mailbridge.helpdesks._refs_b import message_token, note_token, with_html_ref, with_text_ref
 from mailbridge.helpdesks.external import (
     BillingNote,
@@ -48,6 +47,7 @@ from mailbridge.helpdesks.external import (
     MessageBody,
     Requester,
 )
+from mailbridge.helpdesks.http import DEFAULT_TIMEOUT, JsonClient, bearer_auth
 
 DEFAULT_BASE_URL = "https://api.intercom.io"
 DEFAULT_VERSION = "2.16"
@@ -81,26 +81,23 @@ class Intercom:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.admin_id = str(admin_id)
-        self._http = JsonHttp(
-            "Intercom",
-            base_url,
-            auth_headers=lambda: {"Authorization": f"Bearer {access_token}"},
-            error_message=intercom_error_message,
+        self._http = JsonClient(
+            vendor="Intercom",
+            base_url=base_url,
+            auth=bearer_auth(access_token),
+            error_text=intercom_error_message,
             timeout=timeout,
-            extra_headers={"Intercom-Version": api_version},
+            headers={"Intercom-Version": api_version},
         )
 
     def test_connection(self) -> str:
-        me = self._http.request("GET", "/me").json() or {}
+        me = self._http.request("GET", "/me").data or {}
         app = (me.get("app") or {}).get("name", "?")
         return f"Connected to Intercom workspace {app} as {me.get('name')} ({me.get('email')})"
 
     def find_ticket(self, message_id: str) -> ExternalTicket | None:
         query = {"field": "source.body", "operator": "=", "value": message_token(message_id)}
-        data = (
-            self._http.request("POST", "/conversations/search", json_body={"query": query}).json()
-            or {}
-        )
+        data = self._http.request("POST", "/conversations/search", body={"query": query}).data or {}
         found = data.get("conversations") or []
         if not found:
             return None
@@ -129,7 +126,7 @@ class Intercom:
             "from": {"type": "user", "id": contact_id},
             "body": with_text_ref(text, message_token(mid) if mid else None),
         }
-        created = self._http.request("POST", "/conversations", json_body=payload).json() or {}
+        created = self._http.request("POST", "/conversations", body=payload).data or {}
         conv_id = created.get("conversation_id")
         if not conv_id:
             raise HelpdeskError("Intercom: created a message but got no conversation_id")
@@ -154,8 +151,8 @@ class Intercom:
                 "body": with_text_ref(body.text, message_token(mid) if mid else None),
             }
             conv = self._http.request(
-                "POST", f"/conversations/{_q(ticket_id)}/reply", json_body=payload
-            ).json()
+                "POST", f"/conversations/{_q(ticket_id)}/reply", body=payload
+            ).data
             part_id = _last_part_id(conv)
         if note is not None:
             self._ensure_note(ticket_id, mid, note, bodies)
@@ -176,7 +173,7 @@ class Intercom:
         if requester.name:
             payload["name"] = requester.name
         try:
-            created = self._http.request("POST", "/contacts", json_body=payload).json() or {}
+            created = self._http.request("POST", "/contacts", body=payload).data or {}
         except HelpdeskError as exc:
             # 409: someone (another worker, Intercom's own mail intake) made it meanwhile.
             if exc.status != 409:
@@ -191,7 +188,7 @@ class Intercom:
 
     def _search_contact(self, email: str) -> str | None:
         search = {"query": {"field": "email", "operator": "=", "value": email}}
-        found = self._http.request("POST", "/contacts/search", json_body=search).json() or {}
+        found = self._http.request("POST", "/contacts/search", body=search).data or {}
         for contact in found.get("data") or []:
             return str(contact["id"])
         return None
@@ -216,13 +213,13 @@ class Intercom:
             "admin_id": self.admin_id,
             "body": with_html_ref(note.html, note_token(mid) if mid else None),
         }
-        self._http.request("POST", f"/conversations/{_q(conv_id)}/reply", json_body=payload)
+        self._http.request("POST", f"/conversations/{_q(conv_id)}/reply", body=payload)
 
     def _part_bodies(self, conv_id: str) -> list[str]:
         conv = (
             self._http.request(
                 "GET", f"/conversations/{_q(conv_id)}", query={"display_as": "plaintext"}
-            ).json()
+            ).data
             or {}
         )
         bodies = [str((conv.get("source") or {}).get("body") or "")]

@@ -27,14 +27,12 @@ What we write, and how a retry finds it again
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jwt
 
-from mailbridge.helpdesks._http_a import DEFAULT_TIMEOUT, JsonApi
 from mailbridge.helpdesks._refs_a import message_ref
 from mailbridge.helpdesks.external import (
     BillingNote,
@@ -44,6 +42,7 @@ from mailbridge.helpdesks.external import (
     MessageBody,
     Requester,
 )
+from mailbridge.helpdesks.http import DEFAULT_TIMEOUT, JsonClient, basic_auth
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _MAX_PAGES = 50
@@ -92,11 +91,10 @@ class ZendeskClient:
         if not email.strip() or not api_token.strip():
             raise ValueError("Zendesk needs the agent's email address and an API token")
         self.subdomain = subdomain
-        credentials = f"{email.strip()}/token:{api_token.strip()}".encode()
-        self._api = JsonApi(
+        self._api = JsonClient(
             vendor="Zendesk",
             base_url=base_url or f"https://{subdomain}.zendesk.com",
-            authorization="Basic " + base64.b64encode(credentials).decode("ascii"),
+            auth=basic_auth(f"{email.strip()}/token", api_token.strip()),
             error_text=zendesk_error_text,
             timeout=timeout,
         )

@@ -26,7 +26,15 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+#: ../shared/corpora beside the checkout (a worktree sits one level deeper).
+CORPORA = next(
+    (p / "shared" / "corpora" for p in Path(__file__).resolve().parents
+     if (p / "shared" / "corpora").is_dir()),
+    Path("/nonexistent"),
+)  # fmt: skip
 
 
 @dataclass

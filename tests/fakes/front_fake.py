@@ -27,13 +27,11 @@ import json
 import re
 import secrets
 import time
-from pathlib import Path
 from typing import Any
 
 from tests.fakes._openapi_b import OpenAPI
-from tests.fakes._server_b import FakeRequest, FakeResponse, FakeServer
+from tests.fakes._server_b import CORPORA, FakeRequest, FakeResponse, FakeServer
 
-CORPORA = Path(__file__).resolve().parents[3] / "shared" / "corpora"  # beside the repo
 SPEC = CORPORA / "helpdesk_apis" / "front" / "core-api.json"
 API = "https://api2.frontapp.com"
 

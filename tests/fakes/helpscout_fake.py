@@ -19,15 +19,11 @@ import copy
 import json
 import re
 import secrets
-from pathlib import Path
 from typing import Any
 
-from tests.fakes._server_b import FakeRequest, FakeResponse, FakeServer
+from tests.fakes._server_b import CORPORA, FakeRequest, FakeResponse, FakeServer
 
-CORPUS = (
-    Path(__file__).resolve().parents[3] / "shared" / "corpora" / "helpdesk_apis" / "helpscout"
-    / "mailbox_api_v2"
-)  # fmt: skip
+CORPUS = CORPORA / "helpdesk_apis" / "helpscout" / "mailbox_api_v2"
 API = "https://api.helpscout.net/v2"
 
 

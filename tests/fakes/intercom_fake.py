@@ -15,15 +15,13 @@ import copy
 import functools
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.fakes._openapi_b import OpenAPI
-from tests.fakes._server_b import FakeRequest, FakeResponse, FakeServer
+from tests.fakes._server_b import CORPORA, FakeRequest, FakeResponse, FakeServer
 
-CORPORA = Path(__file__).resolve().parents[3] / "shared" / "corpora"  # beside the repo
 SPEC = CORPORA / "helpdesk_apis" / "intercom" / "api.intercom.io.2.16.yaml"
 ADMIN_ID = "991267459"
 
