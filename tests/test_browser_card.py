@@ -12,8 +12,8 @@ import stripe
 from pydantic import SecretStr
 from sqlmodel import select
 
-from billbox.gateways.stripe import StripeGateway
-from billbox.models import ActorKind, AuditEvent, Brand, Customer, GatewayKind
+from billbox.gateways.accounts import adapter_for_account, seal_credentials
+from billbox.models import ActorKind, AuditEvent, Brand, Customer, GatewayAccount, GatewayKind
 from billbox.portal_links import PortalLinks
 from billbox.webhooks import apply_objects, ensure_env_account
 from tests.browser import chromium, live_server, screenshot
@@ -24,16 +24,23 @@ pytestmark = pytest.mark.slow
 SECRET = "card-test-secret-0123456789"
 
 
-def test_a_customer_replaces_the_card_through_stripe_js(settings, engine, factory, tmp_path):
+@pytest.mark.parametrize("keys_from", ["environment", "admin"])
+def test_a_customer_replaces_the_card_through_stripe_js(
+    settings, engine, factory, tmp_path, keys_from
+):
+    """Keys of the ``default`` account from the environment, or of an account added in the admin."""
     with running_localstripe(tmp_path) as base:
+        stripe_env = {
+            "stripe_api_key": SecretStr(LOCALSTRIPE_API_KEY),
+            "stripe_api_base": base,
+            "stripe_publishable_key": "pk_test_billbox",
+        }
         configured = settings.model_copy(
             update={
                 "secret_key": SecretStr(SECRET),
-                "stripe_api_key": SecretStr(LOCALSTRIPE_API_KEY),
-                "stripe_api_base": base,
-                "stripe_publishable_key": "pk_test_billbox",
                 "stripe_js_url": f"{base}/js.stripe.com/v3/",
                 "demo": True,
+                **(stripe_env if keys_from == "environment" else {}),
             }
         )
         sdk = stripe.StripeClient(LOCALSTRIPE_API_KEY, base_addresses={"api": base})
@@ -42,10 +49,22 @@ def test_a_customer_replaces_the_card_through_stripe_js(settings, engine, factor
             brand = Brand(slug="acme", name="Acme", legal_name="Acme GmbH", country="DE")
             s.add(brand)
             s.flush()
-            account = ensure_env_account(s, GatewayKind.STRIPE)
-            apply_objects(
-                s, account, [StripeGateway.from_settings(configured).fetch_customer(remote.id)]
-            )
+            if keys_from == "environment":
+                account = ensure_env_account(s, GatewayKind.STRIPE)
+            else:
+                account = GatewayAccount(
+                    brand_id=brand.id,
+                    gateway=GatewayKind.STRIPE,
+                    name="stripe-eu",
+                    settings={"publishable_key": "pk_test_eu", "api_base": base},
+                    credentials_encrypted=seal_credentials(
+                        SECRET, {"api_key": LOCALSTRIPE_API_KEY, "webhook_secret": "whsec_x"}
+                    ),
+                )
+                s.add(account)
+                s.flush()
+            adapter = adapter_for_account(account, configured)
+            apply_objects(s, account, [adapter.fetch_customer(remote.id)])
             customer = s.exec(select(Customer)).one()
             token = PortalLinks(SECRET, 30).make(s, customer, brand.id)
             s.commit()
@@ -64,7 +83,10 @@ def test_a_customer_replaces_the_card_through_stripe_js(settings, engine, factor
             page.fill("#card-element input[placeholder=postal_code]", "10115")
             page.click("button:has-text('Save card')")
             page.wait_for_selector(".saved", timeout=15000)
-            screenshot(page, "portal-card")
+            assert page.locator("[data-publishable-key]").get_attribute("data-publishable-key") == (
+                "pk_test_billbox" if keys_from == "environment" else "pk_test_eu"
+            )
+            screenshot(page, f"portal-card-{keys_from}")
             assert not [p for p in problems if "Content Security Policy" in p]
         default = sdk.v1.customers.retrieve(remote.id).invoice_settings.default_payment_method
         assert default and str(default).startswith("pm_")

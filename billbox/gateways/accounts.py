@@ -112,6 +112,13 @@ def live_mode_of(gateway: GatewayKind, settings: dict[str, str], secrets: dict[s
     return not settings.get("api_base") or "sandbox" not in settings["api_base"]
 
 
+def stripe_browser_settings(account: GatewayAccount, settings: Settings) -> tuple[str, str]:
+    """(publishable key, API base) for Stripe.js on the billing page; "" when there is no key."""
+    if is_env_account(account):
+        return settings.stripe_publishable_key or "", settings.stripe_api_base or ""
+    return account.settings.get("publishable_key", ""), account.settings.get("api_base", "")
+
+
 def adapter_for_account(account: GatewayAccount, settings: Settings) -> ActingAdapter:
     """The adapter for ``account``: environment settings for ``default``, its own keys otherwise.
 

@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 from billbox.actions import new_idempotency_key
 from billbox.audit import record
 from billbox.customers import account_namespace
+from billbox.gateways.accounts import stripe_browser_settings
 from billbox.gateways.base import GatewayError, UnsupportedAction
 from billbox.gateways.registry import adapter_for
 from billbox.gateways.stripe import StripeGateway
@@ -48,7 +49,7 @@ def stripe_customer(db: Session, grant: PortalGrant) -> tuple[GatewayAccount, st
 
 def _card_adapter(account: GatewayAccount) -> StripeGateway:
     settings = services().settings
-    if not settings.stripe_publishable_key:
+    if not stripe_browser_settings(account, settings)[0]:
         abort(404)
     try:
         adapter = adapter_for(account, settings)
@@ -95,10 +96,12 @@ def card() -> Any:
             gateway_customer, idempotency_key=f"portal-card-{new_idempotency_key()}"
         )
     except GatewayError as exc:
-        return _card_page(grant, "", f"Card changes are unavailable right now: {exc}", saved), 503
-    response = Response(_card_page(grant, client_secret, error, saved), 422 if error else 200)
+        unavailable = f"Card changes are unavailable right now: {exc}"
+        return _card_page(grant, account, "", unavailable, saved), 503
+    page = _card_page(grant, account, client_secret, error, saved)
+    response = Response(page, 422 if error else 200)
     js = urlsplit(settings.stripe_js_url)
-    api = urlsplit(settings.stripe_api_base or "https://api.stripe.com")
+    api = urlsplit(stripe_browser_settings(account, settings)[1] or "https://api.stripe.com")
     js_origin, api_origin = f"{js.scheme}://{js.netloc}", f"{api.scheme}://{api.netloc}"
     response.headers["Content-Security-Policy"] = (
         f"default-src 'self'; script-src 'self' {js_origin}; frame-src {js_origin}; "
@@ -107,11 +110,13 @@ def card() -> Any:
     return response
 
 
-def _card_page(grant: PortalGrant, client_secret: str, error: str, saved: bool) -> str:
+def _card_page(
+    grant: PortalGrant, account: GatewayAccount, client_secret: str, error: str, saved: bool
+) -> str:
     settings = services().settings
     with services().factory() as db:
         return _page(
             "portal/card.html", db, grant, client_secret=client_secret, error=error,
-            saved=saved, publishable_key=settings.stripe_publishable_key,
+            saved=saved, publishable_key=stripe_browser_settings(account, settings)[0],
             stripe_js=settings.stripe_js_url,
         )  # fmt: skip

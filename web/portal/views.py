@@ -108,11 +108,13 @@ def open_link(token: str) -> Any:
     return redirect(url_for("portal.overview"))
 
 
-def stripe_customer_of(db: Session, grant: PortalGrant) -> object | None:
-    """The customer's Stripe account and id on this brand (``web.portal.card`` owns the page)."""
+def can_update_card(db: Session, grant: PortalGrant) -> bool:
+    """The customer pays this brand through a Stripe account whose publishable key we have."""
+    from billbox.gateways.accounts import stripe_browser_settings
     from web.portal.card import stripe_customer
 
-    return stripe_customer(db, grant)
+    found = stripe_customer(db, grant)
+    return found is not None and bool(stripe_browser_settings(found[0], services().settings)[0])
 
 
 @bp.get("/")
@@ -165,8 +167,7 @@ def overview() -> Any:
             "portal/overview.html", db, grant,
             payments=payments, documents=documents, subscriptions=subscriptions,
             invoices=invoices, status_of=CUSTOMER_STATUS,
-            can_update_card=bool(services().settings.stripe_publishable_key)
-            and stripe_customer_of(db, grant) is not None,
+            can_update_card=can_update_card(db, grant),
             paypal_autopay=any(gateway_of.get(s.account_id) == "paypal" for s in subscriptions),
             paypal_autopay_url=PAYPAL_AUTOPAY_URL,
         )  # fmt: skip
