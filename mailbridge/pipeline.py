@@ -13,25 +13,37 @@
 
 A human message without a sender address is quarantined: nobody could
 answer it.
+
+The handler works in two transactions. The first only reads the row's
+state and raw bytes; then, with no transaction open, the steps that need
+no database — parse, classify, judge trust, take the reply text and
+sanitise its HTML — run; the second transaction locks the row, checks it
+is still ``received`` and does the rest (threading, customer, billing
+snapshot, filing), which ``run_job`` commits together with the job's
+``done``, so a retried job never files twice. On SQLite every transaction
+holds the single write lock, so the CPU-only steps no longer keep the SMTP
+server's writer (or other workers) waiting.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import sqlalchemy as sa
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from billbox.errors import PermanentError
 from billbox.jobs import Handler, JobContext
 from billbox.logs import get_logger
 from billbox.models import InboundMessage, InboundState, MessageClass, utcnow
-from mailbridge.classify import ClassifyContext, apply_bounce, classify
+from mailbridge.classify import Classification, ClassifyContext, apply_bounce, classify
 from mailbridge.helpdesks import Filing, HelpdeskConnector
 from mailbridge.helpdesks.inbox import InboxConnector
 from mailbridge.parse import ParsedMessage, ParseFailure, parse_message
 from mailbridge.thread import decide_thread
-from mailbridge.ticketing import match_customer
-from mailbridge.trust import TrustContext, Verdict, judge_trust
+from mailbridge.ticketing import filed_body, match_customer
+from mailbridge.trust import TrustContext, TrustResult, Verdict, judge_trust
 from mailbridge.verp import outbound_for_bounce
 
 INBOUND_JOB = "inbound.process"
@@ -65,17 +77,61 @@ class PipelineConfig:
     helpdesk: HelpdeskConnector = field(default_factory=InboxConnector)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What the steps that need no database made of the raw bytes."""
+
+    parsed: ParsedMessage | ParseFailure
+    classification: Classification | None = None
+    trust: TrustResult | None = None
+
+
+_INBOUND: sa.Table = InboundMessage.__table__  # type: ignore[attr-defined]
+_READ = sa.select(_INBOUND.c.state, _INBOUND.c.raw).where(
+    _INBOUND.c.id == sa.bindparam("id", type_=sa.Integer)
+)
+
+# The second read of the row needs its state, not its (possibly large) bytes again.
+_WITHOUT_RAW = defer(InboundMessage.raw)  # type: ignore[arg-type]
+
+
+def _prepare(raw: bytes, config: PipelineConfig) -> _Prepared:
+    """Parse, classify, judge trust and take the reply text: pure CPU, no session."""
+    parsed = parse_message(raw)
+    if isinstance(parsed, ParseFailure):
+        return _Prepared(parsed)
+    result = classify(parsed, config.classify)
+    if result.kind != MessageClass.HUMAN or parsed.from_address is None:
+        return _Prepared(parsed, result)
+    filed_body(parsed)  # kept with the message for file_message
+    return _Prepared(parsed, result, judge_trust(parsed, config.trust))
+
+
 def make_process_inbound(config: PipelineConfig) -> Handler:
     """The ``inbound.process`` handler for ``config``; idempotent (a final row is left alone)."""
 
     def process_inbound(session: Session, job: JobContext) -> None:
         message_id = int(str(job.payload["inbound_message_id"]))
-        row = session.get(InboundMessage, message_id, with_for_update=True)
+        stored = session.connection().execute(_READ, {"id": message_id}).first()
+        if stored is None:
+            raise PermanentError(f"inbound message {message_id} does not exist")
+        if stored.state != InboundState.RECEIVED:
+            return
+        session.commit()  # it only read; release SQLite's write lock for the CPU work
+        prepared = _prepare(bytes(stored.raw), config)
+        row = session.get(
+            InboundMessage,
+            message_id,
+            with_for_update=True,
+            options=[_WITHOUT_RAW],
+        )
         if row is None:
             raise PermanentError(f"inbound message {message_id} does not exist")
         if row.state != InboundState.RECEIVED:
-            return
-        _process(session, row, config)
+            return  # another worker finished it meanwhile
+        # One UPDATE of the row at the end, not one before each query.
+        with session.no_autoflush:
+            _process(session, row, prepared, config)
         row.processed_at = utcnow()
         session.add(row)
 
@@ -99,21 +155,24 @@ def _duplicate_of(session: Session, row: InboundMessage) -> int | None:
     return int(earlier) if earlier is not None else None
 
 
-def _process(session: Session, row: InboundMessage, config: PipelineConfig) -> None:
+def _process(
+    session: Session, row: InboundMessage, prepared: _Prepared, config: PipelineConfig
+) -> None:
     duplicate = _duplicate_of(session, row)
     if duplicate is not None:
         row.state = InboundState.IGNORED
         row.rule_hits = {**(row.rule_hits or {}), "duplicate_of": [str(duplicate)]}
         log.info("inbound_duplicate", inbound_message_id=row.id, duplicate_of=duplicate)
         return
-    parsed = parse_message(row.raw)
+    parsed = prepared.parsed
     if isinstance(parsed, ParseFailure):
         row.state = InboundState.QUARANTINED
         row.quarantine_reason = parsed.reason
         log.warning("inbound_quarantined", inbound_message_id=row.id, reason=parsed.reason)
         return
     row.message_id = parsed.message_id
-    result = classify(parsed, config.classify)
+    result = prepared.classification
+    assert result is not None
     row.classification = result.kind
     # a new dict, so the JSON column is seen as changed
     row.rule_hits = {**(row.rule_hits or {}), "classify": list(result.hits)}
@@ -135,7 +194,8 @@ def _process(session: Session, row: InboundMessage, config: PipelineConfig) -> N
         row.state = InboundState.QUARANTINED
         row.quarantine_reason = "; ".join(parsed.problems) or "no sender address"
     else:
-        _file(session, row, parsed, config)
+        assert prepared.trust is not None
+        _file(session, row, parsed, prepared.trust, config)
         row.state = InboundState.PROCESSED
     log.info(
         "inbound_classified",
@@ -149,13 +209,16 @@ def _process(session: Session, row: InboundMessage, config: PipelineConfig) -> N
 
 
 def _file(
-    session: Session, row: InboundMessage, parsed: ParsedMessage, config: PipelineConfig
+    session: Session,
+    row: InboundMessage,
+    parsed: ParsedMessage,
+    trust: TrustResult,
+    config: PipelineConfig,
 ) -> None:
     decision = decide_thread(
         session, parsed, row.envelope_to, secret=config.secret, reply_domain=config.reply_domain
     )
     match = match_customer(session, parsed, decision)
-    trust = judge_trust(parsed, config.trust)
     if trust.verdict == Verdict.FAIL and match.sender_verified:
         # The From address is the customer's, but authentication says forged.
         match = replace(match, sender_verified=False)
