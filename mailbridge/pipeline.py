@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 from sqlalchemy.orm import defer
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from billbox.errors import PermanentError
 from billbox.jobs import Handler, JobContext
@@ -138,6 +138,16 @@ def make_process_inbound(config: PipelineConfig) -> Handler:
     return process_inbound
 
 
+_EARLIER_COPY = (
+    sa.select(_INBOUND.c.id)
+    .where(
+        _INBOUND.c.sha256 == sa.bindparam("sha256", type_=sa.String),
+        _INBOUND.c.id < sa.bindparam("id", type_=sa.Integer),
+    )
+    .limit(1)
+)
+
+
 def _duplicate_of(session: Session, row: InboundMessage) -> int | None:
     """An earlier row with the very same bytes: the sender retried a delivery.
 
@@ -146,12 +156,9 @@ def _duplicate_of(session: Session, row: InboundMessage) -> int | None:
     same delivery, whereas a person sending the same words twice produces
     different bytes.
     """
-    earlier = session.exec(
-        select(InboundMessage.id).where(
-            InboundMessage.sha256 == row.sha256,
-            col(InboundMessage.id) < row.id,
-        )
-    ).first()
+    earlier = (
+        session.connection().execute(_EARLIER_COPY, {"sha256": row.sha256, "id": row.id}).scalar()
+    )
     return int(earlier) if earlier is not None else None
 
 
@@ -170,12 +177,8 @@ def _process(
         row.quarantine_reason = parsed.reason
         log.warning("inbound_quarantined", inbound_message_id=row.id, reason=parsed.reason)
         return
-    row.message_id = parsed.message_id
     result = prepared.classification
     assert result is not None
-    row.classification = result.kind
-    # a new dict, so the JSON column is seen as changed
-    row.rule_hits = {**(row.rule_hits or {}), "classify": list(result.hits)}
     outbound_id = None
     if result.bounce is not None:
         # A signed VERP envelope recipient names the email for certain;
@@ -188,6 +191,7 @@ def _process(
             bounce=result.bounce,
         ) or apply_bounce(session, result.bounce)
         outbound_id = outbound.id if outbound is not None else None
+    filed_hits: dict[str, list[str]] = {}
     if result.kind != MessageClass.HUMAN:
         row.state = InboundState.IGNORED
     elif parsed.from_address is None:
@@ -195,8 +199,14 @@ def _process(
         row.quarantine_reason = "; ".join(parsed.problems) or "no sender address"
     else:
         assert prepared.trust is not None
-        _file(session, row, parsed, prepared.trust, config)
+        filed_hits = _file(session, row, parsed, prepared.trust, config)
         row.state = InboundState.PROCESSED
+    # Set after filing, whose flushes would otherwise write the row once more each:
+    # the row gets one UPDATE, with the commit.
+    row.message_id = parsed.message_id
+    row.classification = result.kind
+    # a new dict, so the JSON column is seen as changed
+    row.rule_hits = {**(row.rule_hits or {}), "classify": list(result.hits), **filed_hits}
     log.info(
         "inbound_classified",
         inbound_message_id=row.id,
@@ -214,7 +224,8 @@ def _file(
     parsed: ParsedMessage,
     trust: TrustResult,
     config: PipelineConfig,
-) -> None:
+) -> dict[str, list[str]]:
+    """Thread, match and deliver; return the rule hits to store on the row."""
     decision = decide_thread(
         session, parsed, row.envelope_to, secret=config.secret, reply_domain=config.reply_domain
     )
@@ -223,12 +234,6 @@ def _file(
         # The From address is the customer's, but authentication says forged.
         match = replace(match, sender_verified=False)
     delivered = config.helpdesk.deliver(session, Filing(row, parsed, decision, match))
-    row.rule_hits = {
-        **(row.rule_hits or {}),
-        "thread": [f"{rule}:{ticket}" for rule, ticket in decision.candidates],
-        "match": [match.how, "verified" if match.sender_verified else "unverified"],
-        "trust": [f"verdict:{trust.verdict}", *trust.hits],
-    }
     log.info(
         "inbound_filed",
         inbound_message_id=row.id,
@@ -238,6 +243,11 @@ def _file(
         customer_id=match.customer_id,
         matched_by=match.how,
     )
+    return {
+        "thread": [f"{rule}:{ticket}" for rule, ticket in decision.candidates],
+        "match": [match.how, "verified" if match.sender_verified else "unverified"],
+        "trust": [f"verdict:{trust.verdict}", *trust.hits],
+    }
 
 
 process_inbound: Handler = make_process_inbound(PipelineConfig())

@@ -210,6 +210,7 @@ def file_message(
         billing_context=context,
     )
     session.add(message)
-    row.ticket_id = ticket.id
     session.flush()
+    # After the flush, so the inbound row is written once, when the caller commits.
+    row.ticket_id = ticket.id
     return message
