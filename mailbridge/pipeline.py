@@ -14,15 +14,15 @@
 A human message without a sender address is quarantined: nobody could
 answer it.
 
-The handler works in two transactions. The first only reads the row's
-state and raw bytes; then, with no transaction open, the steps that need
-no database — parse, classify, judge trust, take the reply text and
-sanitise its HTML — run; the second transaction locks the row, checks it
-is still ``received`` and does the rest (threading, customer, billing
-snapshot, filing), which ``run_job`` commits together with the job's
-``done``, so a retried job never files twice. On SQLite every transaction
-holds the single write lock, so the CPU-only steps no longer keep the SMTP
-server's writer (or other workers) waiting.
+The handler first reads the row's state and raw bytes (on SQLite outside
+any transaction, see :func:`_read_stored`). Then, with no transaction
+open, the steps that need no database run: parse, classify, judge trust,
+take the reply text and sanitise its HTML. Only then does one transaction
+lock the row, check it is still ``received`` and do the rest (threading,
+customer, billing snapshot, filing), which ``run_job`` commits together
+with the job's ``done``, so a retried job never files twice. On SQLite
+every transaction holds the single write lock, so the CPU-only steps no
+longer keep the SMTP server's writer (or other workers) waiting.
 """
 
 from __future__ import annotations
@@ -95,6 +95,29 @@ _READ = sa.select(_INBOUND.c.state, _INBOUND.c.raw).where(
 _WITHOUT_RAW = defer(InboundMessage.raw)  # type: ignore[arg-type]
 
 
+def _read_stored(session: Session, message_id: int) -> tuple[InboundState, bytes] | None:
+    """The row's state and raw bytes, read without holding a transaction open.
+
+    :mod:`billbox.db` begins every SQLite transaction ``IMMEDIATE``, so even
+    this read would queue for the one write lock behind the SMTP writer and
+    the other workers, and each wait is one of SQLite's busy-handler sleeps.
+    A statement outside any transaction reads the last committed state and
+    takes no lock, so on SQLite the read runs on the driver connection
+    itself (autocommit: :mod:`billbox.db` turned pysqlite's own ``BEGIN``
+    off). Elsewhere it is a transaction of its own, committed at once.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite" and isinstance(bind, sa.Engine):
+        with bind.connect() as connection:
+            found = connection.connection.driver_connection.execute(  # type: ignore[union-attr]
+                "SELECT state, raw FROM inbound_message WHERE id = ?", (message_id,)
+            ).fetchone()
+        return None if found is None else (InboundState(found[0]), bytes(found[1]))
+    stored = session.connection().execute(_READ, {"id": message_id}).first()
+    session.commit()
+    return None if stored is None else (stored.state, bytes(stored.raw))
+
+
 def _prepare(raw: bytes, config: PipelineConfig) -> _Prepared:
     """Parse, classify, judge trust and take the reply text: pure CPU, no session."""
     parsed = parse_message(raw)
@@ -112,13 +135,13 @@ def make_process_inbound(config: PipelineConfig) -> Handler:
 
     def process_inbound(session: Session, job: JobContext) -> None:
         message_id = int(str(job.payload["inbound_message_id"]))
-        stored = session.connection().execute(_READ, {"id": message_id}).first()
+        stored = _read_stored(session, message_id)
         if stored is None:
             raise PermanentError(f"inbound message {message_id} does not exist")
-        if stored.state != InboundState.RECEIVED:
+        state, raw = stored
+        if state != InboundState.RECEIVED:
             return
-        session.commit()  # it only read; release SQLite's write lock for the CPU work
-        prepared = _prepare(bytes(stored.raw), config)
+        prepared = _prepare(raw, config)
         row = session.get(
             InboundMessage,
             message_id,
