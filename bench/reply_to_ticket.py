@@ -1,7 +1,7 @@
 """Time from an SMTP 250 to the ticket, with its billing context, being visible.
 
 Run: ``python -m bench.reply_to_ticket [--rate 50] [--seconds 60] [--database sqlite|postgresql]
-[--broker redis|embedded]``
+[--broker redis|embedded] [--worker-processes N] [--code DIR]``
 
 The real processes, as a deployment runs them: ``billbox smtp`` and
 ``billbox worker`` are started as subprocesses against a temporary database
@@ -14,11 +14,21 @@ one SMTP connection per message (each reply comes from a different MTA).
 
 For each message the time its 250 arrived is recorded (the id comes from
 the 250 text, ``queued as <id>``), and a poller in this process queries the
-database every ``--poll-ms`` for the ``ticket_message`` row of that inbound
-message — it is committed with the billing context snapshot in the same
-transaction, so visible row = ticket with context visible. The table shows
-p50/p95/p99/max of 250 → ticket, of send → 250, how many messages got no
-ticket, and the jobs that failed. Poll resolution adds up to ``--poll-ms``.
+database every ``--poll-ms`` for the inbound rows whose ``ticket_id`` is set
+— by primary key, so the poller costs the system under test little. The
+pipeline sets ``ticket_id`` in the transaction that inserts the ticket
+message with its billing-context snapshot, so a visible ``ticket_id`` is the
+ticket with context visible. (Polling ``ticket_message`` by
+``inbound_message_id`` instead scans that unindexed column every poll.) The
+table shows p50/p95/p99/max of 250 → ticket, of send → 250, how many
+messages got no ticket, and the jobs that failed. Poll resolution adds up to
+``--poll-ms``.
+
+The subprocesses import Billbox from ``--code`` (default: the checkout this
+file is in, put first on ``PYTHONPATH``; the virtualenv's editable install
+would otherwise load the main checkout), so two checkouts can be compared
+run for run. ``--worker-processes N`` starts N ``billbox worker`` processes,
+each with ``--worker-threads`` threads, as a deployment scales out.
 """
 
 from __future__ import annotations
@@ -132,17 +142,24 @@ def seed(url: str, customers: int, payments: int) -> list[tuple[str, str]]:
 
 
 @contextmanager
-def processes(env: dict[str, str], tmp: Path, broker: str) -> Iterator[list[subprocess.Popen]]:
-    """``billbox smtp`` and ``billbox worker`` (and ``billbox broker``); SIGTERM at the end."""
+def processes(
+    env: dict[str, str], tmp: Path, broker: str, workers: int = 1
+) -> Iterator[list[subprocess.Popen]]:
+    """``billbox smtp``, ``workers`` ``billbox worker`` (and ``billbox broker``); SIGTERM at end."""
     me = [sys.executable, "-m", "billbox"]
-    names = (["broker"] if broker == "embedded" else []) + ["worker", "smtp"]
+    names = (
+        (["broker"] if broker == "embedded" else [])
+        + [f"worker{n if n else ''}" for n in range(workers)]
+        + ["smtp"]
+    )
     started: list[subprocess.Popen] = []
     try:
         for name in names:
             log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+            command = "worker" if name.startswith("worker") else name
             started.append(
                 subprocess.Popen(
-                    [*me, name], env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT
+                    [*me, command], env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT
                 )
             )
             if name == "broker":
@@ -158,6 +175,20 @@ def processes(env: dict[str, str], tmp: Path, broker: str) -> Iterator[list[subp
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+
+
+def _command(process: subprocess.Popen) -> str:
+    """The ``billbox`` subcommand a process was started with."""
+    return str(process.args[-1])  # type: ignore[index]
+
+
+def cpu_seconds(process: subprocess.Popen) -> float:
+    """User + system CPU time of a running process, from ``/proc`` (0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_port(port: int, processes_: list[subprocess.Popen], timeout: float = 60) -> None:
@@ -200,7 +231,7 @@ def poll(url: str, run: Run, stop: threading.Event, interval: float) -> None:
 
     engine = make_engine(url)
     query = sa.text(
-        "SELECT inbound_message_id FROM ticket_message WHERE inbound_message_id IN :ids"
+        "SELECT id FROM inbound_message WHERE id IN :ids AND ticket_id IS NOT NULL"
     ).bindparams(sa.bindparam("ids", expanding=True))
     try:
         while not stop.is_set():
@@ -267,6 +298,13 @@ def main() -> None:
     parser.add_argument("--broker", choices=("redis", "embedded"), default="redis")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="a spare db, flushed")
     parser.add_argument("--worker-threads", type=int, default=4)
+    parser.add_argument("--worker-processes", type=int, default=1, help="billbox worker processes")
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=Path(__file__).resolve().parents[1],
+        help="the checkout the subprocesses import Billbox from",
+    )
     parser.add_argument("--senders", type=int, default=16, help="sender threads")
     parser.add_argument("--customers", type=int, default=60)
     parser.add_argument("--payments", type=int, default=600)
@@ -299,10 +337,13 @@ def main() -> None:
             "BILLBOX_VAR_DIR": str(tmp / "var"),
             "BILLBOX_LOG_LEVEL": args.log_level,
             "BILLBOX_WORKER_THREADS": str(args.worker_threads),
+            "PYTHONPATH": os.pathsep.join(
+                [str(args.code.resolve()), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
         }
         run = Run()
         stop_poll = threading.Event()
-        with processes(env, tmp, args.broker) as procs:
+        with processes(env, tmp, args.broker, args.worker_processes) as procs:
             wait_for_port(port, procs)
             time.sleep(1.0)  # let the worker connect to the broker
             poller = threading.Thread(
@@ -349,8 +390,10 @@ def main() -> None:
                 time.sleep(0.05)
             stop_poll.set()
             poller.join()
+            worker_cpu = sum(cpu_seconds(p) for p in procs if _command(p) == "worker")
+            smtp_cpu = sum(cpu_seconds(p) for p in procs if _command(p) == "smtp")
         stats = summary(url)
-        codes = {str(p.args[-1]): p.returncode for p in procs}  # type: ignore[index]
+        codes = [p.returncode for p in procs]
         if args.keep_logs is not None:
             args.keep_logs.mkdir(parents=True, exist_ok=True)
             for log in tmp.glob("*.log"):
@@ -364,8 +407,9 @@ def main() -> None:
     to_250 = [(s.accepted - s.started) * 1000 for s in accepted]
     failed_sends = [s.error for s in run.sent if s.error]
     print(
-        f"\nReply → ticket, {args.database}, broker {args.broker}, {args.worker_threads} worker "
-        f"threads, {len(run.sent)} replies at {args.rate:g}/s for {args.seconds:g} s "
+        f"\nReply → ticket, {args.database}, broker {args.broker}, {args.worker_processes} worker "
+        f"process(es) x {args.worker_threads} threads, code {args.code}, {len(run.sent)} "
+        f"replies at {args.rate:g}/s for {args.seconds:g} s "
         f"(sent in {send_seconds:.1f} s, {late} sent > 100 ms late); poll every "
         f"{args.poll_ms:g} ms; load average {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after ({os.cpu_count()} CPUs)\n"
@@ -384,6 +428,14 @@ def main() -> None:
         f"{len(accepted) - len(to_ticket)}; ticket messages with a matched customer "
         f"{stats['with_customer']}"
     )
+    if to_ticket:
+        seen = [s.ticket_seen for s in accepted if s.ticket_seen]
+        span = max(seen) - min(s.accepted for s in accepted)
+        print(
+            f"filed {len(to_ticket) / span:.1f} replies/s (first 250 to last ticket); CPU per "
+            f"filed reply: workers {worker_cpu / len(to_ticket) * 1000:.1f} ms, smtp "
+            f"{smtp_cpu / len(to_ticket) * 1000:.1f} ms (including start-up)"
+        )
     print(f"jobs by state {stats['jobs']}; inbound by state {stats['inbound']}")
     print(f"process exit codes {codes}")
     for error in failed_sends[:3]:

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 
+import sqlalchemy as sa
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
@@ -186,6 +187,24 @@ def _tickets_for_token(
     return _unique(row for row in rows if row is not None)
 
 
+_TICKET_MESSAGES: sa.Table = TicketMessage.__table__  # type: ignore[attr-defined]
+_EMAILS: sa.Table = OutboundEmail.__table__  # type: ignore[attr-defined]
+_SPELLINGS: sa.BindParameter[str] = sa.bindparam("spellings", expanding=True)
+# One statement for both tables (ticket messages first, each newest first), built
+# once so its compiled form is reused: threading runs for every inbound message.
+_BY_MESSAGE_ID = sa.union_all(
+    sa.select(
+        sa.literal(0).label("source"),
+        _TICKET_MESSAGES.c.id,
+        _TICKET_MESSAGES.c.message_id,
+        _TICKET_MESSAGES.c.ticket_id,
+    ).where(_TICKET_MESSAGES.c.message_id.in_(_SPELLINGS)),
+    sa.select(
+        sa.literal(1).label("source"), _EMAILS.c.id, _EMAILS.c.message_id, _EMAILS.c.ticket_id
+    ).where(_EMAILS.c.message_id.in_(_SPELLINGS), _EMAILS.c.ticket_id.is_not(None)),
+).order_by(sa.text("source"), sa.text("id DESC"))
+
+
 def _tickets_by_message_id(session: Session, message_ids: Sequence[str]) -> dict[str, list[int]]:
     """Map each bare Message-ID to the tickets that know it (ticket messages, our emails)."""
     bare = [_bare(m) for m in message_ids if _bare(m)]
@@ -193,18 +212,8 @@ def _tickets_by_message_id(session: Session, message_ids: Sequence[str]) -> dict
         return {}
     spellings = sorted({s for b in bare for s in (b, f"<{b}>")})
     hits: dict[str, list[int]] = {}
-    ticket_rows = session.exec(
-        select(TicketMessage.message_id, TicketMessage.ticket_id)
-        .where(col(TicketMessage.message_id).in_(spellings))
-        .order_by(col(TicketMessage.id).desc())
-    ).all()
-    email_rows = session.exec(
-        select(OutboundEmail.message_id, OutboundEmail.ticket_id)
-        .where(col(OutboundEmail.message_id).in_(spellings))
-        .where(col(OutboundEmail.ticket_id).is_not(None))
-        .order_by(col(OutboundEmail.id).desc())
-    ).all()
-    for message_id, ticket_id in [*ticket_rows, *email_rows]:
+    rows = session.connection().execute(_BY_MESSAGE_ID, {"spellings": spellings})
+    for _source, _id, message_id, ticket_id in rows:
         if message_id is None or ticket_id is None:
             continue
         tickets = hits.setdefault(_bare(message_id), [])
@@ -283,11 +292,15 @@ def decide_thread(
         hits.append((ThreadRule.SUBJECT_TAG, ticket_id))
 
     ticket_ids = _unique(ticket_id for _rule, ticket_id in hits)
-    tickets = {
-        t.id: t
-        for t in session.exec(select(Ticket).where(col(Ticket.id).in_(ticket_ids))).all()
-        if t.id is not None
-    }
+    tickets = (
+        {
+            t.id: t
+            for t in session.exec(select(Ticket).where(col(Ticket.id).in_(ticket_ids))).all()
+            if t.id is not None
+        }
+        if ticket_ids
+        else {}
+    )
     candidates = tuple(
         _unique_pairs((rule, ticket_id) for rule, ticket_id in hits if ticket_id in tickets)
     )

@@ -12,11 +12,13 @@ import html
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
+from weakref import WeakKeyDictionary
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from billbox.billing_context import snapshot
-from billbox.customers import find_by_email
+from billbox.customers import EMAIL_NAMESPACE, normalise_email
 from billbox.models import (
     Customer,
     CustomerIdentity,
@@ -43,6 +45,32 @@ class CustomerMatch:
     sender_verified: bool
 
 
+_CUSTOMERS: sa.Table = Customer.__table__  # type: ignore[attr-defined]
+_IDENTITIES: sa.Table = CustomerIdentity.__table__  # type: ignore[attr-defined]
+_BY_EMAIL = (
+    sa.select(_CUSTOMERS.c.id)
+    .select_from(_IDENTITIES.join(_CUSTOMERS, _CUSTOMERS.c.id == _IDENTITIES.c.customer_id))
+    .where(
+        _IDENTITIES.c.namespace == EMAIL_NAMESPACE,
+        _IDENTITIES.c.value == sa.bindparam("address", type_=sa.String),
+    )
+    .limit(1)
+)
+
+
+def _customer_by_email(session: Session, address: str) -> int | None:
+    """The customer whose email identity is ``address`` (normalised), in one query.
+
+    :func:`billbox.customers.find_by_email` without loading the customer:
+    the pipeline needs only its id.
+    """
+    email = normalise_email(address)
+    if not email:
+        return None
+    found = session.connection().execute(_BY_EMAIL, {"address": email}).scalar()
+    return int(found) if found is not None else None
+
+
 def match_customer(
     session: Session, parsed: ParsedMessage, decision: ThreadDecision
 ) -> CustomerMatch:
@@ -57,9 +85,9 @@ def match_customer(
         customer_id = decision.claims.customer_id
         return CustomerMatch(customer_id, "token", _owns(session, customer_id, sender))
     if sender:
-        customer = find_by_email(session, sender)
-        if customer is not None and customer.id is not None:
-            return CustomerMatch(customer.id, "sender", True)
+        by_sender = _customer_by_email(session, sender)
+        if by_sender is not None:
+            return CustomerMatch(by_sender, "sender", True)
     return CustomerMatch(None, "none", False)
 
 
@@ -107,6 +135,35 @@ def body_text(message: EmailMessage) -> tuple[str, str | None]:
     return _BLANKS.sub("\n\n", text).strip(), html_body
 
 
+@dataclass(frozen=True)
+class FiledBody:
+    """What a ticket message stores of a reply: its own text and its sanitised HTML."""
+
+    text: str
+    html: str | None
+
+
+_BODIES: WeakKeyDictionary[EmailMessage, FiledBody] = WeakKeyDictionary()
+
+
+def filed_body(parsed: ParsedMessage) -> FiledBody:
+    """The reply without quoted history (a message that was only a quote keeps its
+    full text) and the HTML sanitised, never as received.
+
+    Pure CPU, and kept for as long as the message lives: the pipeline calls
+    this before it opens its write transaction (on SQLite every transaction
+    holds the one write lock), and :func:`file_message` then finds it done.
+    """
+    cached = _BODIES.get(parsed.message)
+    if cached is not None:
+        return cached
+    full_text, raw_html = body_text(parsed.message)
+    reply = extract_reply(full_text, raw_html)
+    body = FiledBody(reply.text or full_text, sanitize_html(raw_html) if raw_html else None)
+    _BODIES[parsed.message] = body
+    return body
+
+
 def file_message(
     session: Session,
     row: InboundMessage,
@@ -139,25 +196,21 @@ def file_message(
         ticket.updated_at = now
         session.add(ticket)
     assert ticket.id is not None
-    full_text, raw_html = body_text(parsed.message)
-    # The new reply without quoted history; a message that was only a quote
-    # keeps its full text. HTML is stored sanitised, never as received.
-    reply = extract_reply(full_text, raw_html)
-    text = reply.text or full_text
-    html_body = sanitize_html(raw_html) if raw_html else None
+    body = filed_body(parsed)
     context = snapshot(session, ticket.customer_id) if ticket.customer_id else {}
     message = TicketMessage(
         ticket_id=ticket.id,
         direction=MessageDirection.INBOUND,
         inbound_message_id=row.id,
         author=parsed.from_address or "",
-        body_text=text,
-        body_html=html_body,
+        body_text=body.text,
+        body_html=body.html,
         message_id=parsed.message_id,
         thread_rule=decision.rule,
         billing_context=context,
     )
     session.add(message)
-    row.ticket_id = ticket.id
     session.flush()
+    # After the flush, so the inbound row is written once, when the caller commits.
+    row.ticket_id = ticket.id
     return message
