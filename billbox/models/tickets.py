@@ -31,7 +31,9 @@ class TicketMessage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
     direction: MessageDirection = Field(sa_column=enum_column(MessageDirection, nullable=False))
-    inbound_message_id: int | None = Field(default=None, foreign_key="inbound_message.id")
+    inbound_message_id: int | None = Field(
+        default=None, foreign_key="inbound_message.id", index=True
+    )
     outbound_email_id: int | None = Field(default=None, foreign_key="outbound_email.id")
     author: str = Field(default="", max_length=254)
     body_text: str = Field(default="", sa_type=sa.Text)
