@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import queue
 import smtplib
 import socket
 import statistics
@@ -63,8 +65,12 @@ def serve(
     log_level: str,
     log_path: str,
     enqueue_url: str = "",
+    stats: Any = None,
 ) -> None:
-    """Server process body: one aiosmtpd server with the chosen handler."""
+    """Server process body: one aiosmtpd server with the chosen handler.
+
+    ``stats`` (a queue) gets the group writer's ``(messages, groups)`` at the end.
+    """
     import sys
 
     from billbox.db import make_engine, session_factory
@@ -115,6 +121,8 @@ def serve(
     asyncio.run(main())
     if writer is not None:
         writer.close()
+        if stats is not None:
+            stats.put((writer.messages, writer.groups))
 
 
 def message(i: int) -> bytes:
@@ -192,11 +200,11 @@ def measure(
     enqueue_url: str = "",
 ) -> dict[str, float]:
     ctx = multiprocessing.get_context("spawn")
-    ready, stop = ctx.Event(), ctx.Event()
+    ready, stop, stats = ctx.Event(), ctx.Event(), ctx.Queue()
     port = free_port()
     process = ctx.Process(
         target=serve,
-        args=(mode, url, port, ready, stop, log_level, log_path, enqueue_url),
+        args=(mode, url, port, ready, stop, log_level, log_path, enqueue_url, stats),
         daemon=True,
     )
     process.start()
@@ -209,6 +217,11 @@ def measure(
         stored = count_rows(url) - before
     finally:
         stop.set()
+        group_size = 0.0
+        if mode == "group":
+            with contextlib.suppress(queue.Empty):
+                messages_, groups = stats.get(timeout=20)
+                group_size = messages_ / max(groups, 1)
         process.join(20)
         if process.is_alive():
             process.kill()
@@ -217,7 +230,13 @@ def measure(
     sent = (messages // clients) * clients + (messages // 2 // clients) * clients
     if mode != "noop" and stored != sent:
         raise AssertionError(f"{mode}: {sent} messages got 250 but {stored} rows exist")
-    return {"reuse": reuse_rate, "p99": p99, "new": new_rate, "new_p99": new_p99}
+    return {
+        "reuse": reuse_rate,
+        "p99": p99,
+        "new": new_rate,
+        "new_p99": new_p99,
+        "group_size": group_size,
+    }
 
 
 def main() -> None:
@@ -247,10 +266,11 @@ def main() -> None:
                     mode, url, args.messages, args.clients, args.log_level, log_path, args.enqueue
                 )
                 runs[mode].append(r)
+                grouped = f", {r['group_size']:.1f} messages per commit" if mode == "group" else ""
                 print(
                     f"round {round_ + 1} {mode}: {r['reuse']:,.0f} msg/s reused "
                     f"(p99 {r['p99']:.0f} ms), {r['new']:,.0f} msg/s new connections "
-                    f"(p99 {r['new_p99']:.0f} ms)",
+                    f"(p99 {r['new_p99']:.0f} ms){grouped}",
                     flush=True,
                 )
     load_after = os.getloadavg()
