@@ -134,6 +134,15 @@ def message(i: int) -> bytes:
     ).encode()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_clients(port: int, total: int, clients: int, reuse: bool) -> tuple[float, list[float]]:
     latencies: list[float] = []
     lock = threading.Lock()
@@ -212,8 +221,12 @@ def measure(
         if not ready.wait(60):
             raise RuntimeError(f"{mode} server did not start")
         before = count_rows(url)
+        assert process.pid is not None
+        cpu_start = cpu_seconds(process.pid)
         reuse_rate, reuse_lat = run_clients(port, messages, clients, reuse=True)
+        cpu_reuse = cpu_seconds(process.pid)
         new_rate, new_lat = run_clients(port, messages // 2, clients, reuse=False)
+        cpu_new = cpu_seconds(process.pid)
         stored = count_rows(url) - before
     finally:
         stop.set()
@@ -236,6 +249,8 @@ def measure(
         "new": new_rate,
         "new_p99": new_p99,
         "group_size": group_size,
+        "cpu": (cpu_reuse - cpu_start) / len(reuse_lat) * 1e6,
+        "new_cpu": (cpu_new - cpu_reuse) / len(new_lat) * 1e6,
     }
 
 
@@ -270,7 +285,8 @@ def main() -> None:
                 print(
                     f"round {round_ + 1} {mode}: {r['reuse']:,.0f} msg/s reused "
                     f"(p99 {r['p99']:.0f} ms), {r['new']:,.0f} msg/s new connections "
-                    f"(p99 {r['new_p99']:.0f} ms){grouped}",
+                    f"(p99 {r['new_p99']:.0f} ms){grouped}; server CPU {r['cpu']:.0f} / "
+                    f"{r['new_cpu']:.0f} µs per message",
                     flush=True,
                 )
     load_after = os.getloadavg()
@@ -293,15 +309,16 @@ def main() -> None:
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} CPUs)\n"
     )
     print(
-        "| handler | reused conn msg/s | p99 ms | % of no-op "
-        "| new conn msg/s | p99 ms | % of no-op |"
+        "| handler | reused conn msg/s | p99 ms | % of no-op | server CPU µs/msg "
+        "| new conn msg/s | p99 ms | % of no-op | server CPU µs/msg |"
     )
-    print("|---|--:|--:|--:|--:|--:|--:|")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for mode in modes:
         print(
             f"| {mode} | {median(mode, 'reuse'):,.0f} | {median(mode, 'p99'):.1f} | "
-            f"{ratio(mode, 'reuse'):.0f} | {median(mode, 'new'):,.0f} | "
-            f"{median(mode, 'new_p99'):.1f} | {ratio(mode, 'new'):.0f} |"
+            f"{ratio(mode, 'reuse'):.0f} | {median(mode, 'cpu'):,.0f} | "
+            f"{median(mode, 'new'):,.0f} | {median(mode, 'new_p99'):.1f} | "
+            f"{ratio(mode, 'new'):.0f} | {median(mode, 'new_cpu'):,.0f} |"
         )
 
 
