@@ -10,7 +10,11 @@ per message in a thread, 250 after commit) and ``group`` (Billbox's
 :class:`~mailbridge.group_commit.GroupCommitStore`: every waiting message
 committed in one transaction, 250 after commit) — it sends ``--messages``
 5 KB messages, first over reused connections, then one connection per
-message, and prints msgs/s, p99 and the percentage of the no-op rate.
+message, and prints msgs/s, p99, the percentage of the no-op rate and the
+server process's CPU time per message (user + system, from ``/proc``; a
+PostgreSQL server's own CPU is not in it). On a shared machine the CPU per
+message moves much less than the rates do. Each ``group`` round also
+prints how many messages one commit held on average.
 
 With ``--repeat N`` the modes run N rounds, interleaved (noop, per-message,
 group, noop, …), and the table shows each mode's median; the percentage is
