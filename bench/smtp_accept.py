@@ -10,7 +10,11 @@ per message in a thread, 250 after commit) and ``group`` (Billbox's
 :class:`~mailbridge.group_commit.GroupCommitStore`: every waiting message
 committed in one transaction, 250 after commit) — it sends ``--messages``
 5 KB messages, first over reused connections, then one connection per
-message, and prints msgs/s, p99 and the percentage of the no-op rate.
+message, and prints msgs/s, p99, the percentage of the no-op rate and the
+server process's CPU time per message (user + system, from ``/proc``; a
+PostgreSQL server's own CPU is not in it). On a shared machine the CPU per
+message moves much less than the rates do. Each ``group`` round also
+prints how many messages one commit held on average.
 
 With ``--repeat N`` the modes run N rounds, interleaved (noop, per-message,
 group, noop, …), and the table shows each mode's median; the percentage is
@@ -28,8 +32,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import queue
 import smtplib
 import socket
 import statistics
@@ -63,8 +69,12 @@ def serve(
     log_level: str,
     log_path: str,
     enqueue_url: str = "",
+    stats: Any = None,
 ) -> None:
-    """Server process body: one aiosmtpd server with the chosen handler."""
+    """Server process body: one aiosmtpd server with the chosen handler.
+
+    ``stats`` (a queue) gets the group writer's ``(messages, groups)`` at the end.
+    """
     import sys
 
     from billbox.db import make_engine, session_factory
@@ -115,6 +125,8 @@ def serve(
     asyncio.run(main())
     if writer is not None:
         writer.close()
+        if stats is not None:
+            stats.put((writer.messages, writer.groups))
 
 
 def message(i: int) -> bytes:
@@ -124,6 +136,15 @@ def message(i: int) -> bytes:
         f"From: c{i}@example.org\r\nTo: r@reply.bench\r\nSubject: bench {i}\r\n"
         f"Message-ID: <b{i}@example.org>\r\n\r\n{body}\r\n"
     ).encode()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_clients(port: int, total: int, clients: int, reuse: bool) -> tuple[float, list[float]]:
@@ -192,11 +213,11 @@ def measure(
     enqueue_url: str = "",
 ) -> dict[str, float]:
     ctx = multiprocessing.get_context("spawn")
-    ready, stop = ctx.Event(), ctx.Event()
+    ready, stop, stats = ctx.Event(), ctx.Event(), ctx.Queue()
     port = free_port()
     process = ctx.Process(
         target=serve,
-        args=(mode, url, port, ready, stop, log_level, log_path, enqueue_url),
+        args=(mode, url, port, ready, stop, log_level, log_path, enqueue_url, stats),
         daemon=True,
     )
     process.start()
@@ -204,11 +225,20 @@ def measure(
         if not ready.wait(60):
             raise RuntimeError(f"{mode} server did not start")
         before = count_rows(url)
+        assert process.pid is not None
+        cpu_start = cpu_seconds(process.pid)
         reuse_rate, reuse_lat = run_clients(port, messages, clients, reuse=True)
+        cpu_reuse = cpu_seconds(process.pid)
         new_rate, new_lat = run_clients(port, messages // 2, clients, reuse=False)
+        cpu_new = cpu_seconds(process.pid)
         stored = count_rows(url) - before
     finally:
         stop.set()
+        group_size = 0.0
+        if mode == "group":
+            with contextlib.suppress(queue.Empty):
+                messages_, groups = stats.get(timeout=20)
+                group_size = messages_ / max(groups, 1)
         process.join(20)
         if process.is_alive():
             process.kill()
@@ -217,7 +247,15 @@ def measure(
     sent = (messages // clients) * clients + (messages // 2 // clients) * clients
     if mode != "noop" and stored != sent:
         raise AssertionError(f"{mode}: {sent} messages got 250 but {stored} rows exist")
-    return {"reuse": reuse_rate, "p99": p99, "new": new_rate, "new_p99": new_p99}
+    return {
+        "reuse": reuse_rate,
+        "p99": p99,
+        "new": new_rate,
+        "new_p99": new_p99,
+        "group_size": group_size,
+        "cpu": (cpu_reuse - cpu_start) / len(reuse_lat) * 1e6,
+        "new_cpu": (cpu_new - cpu_reuse) / len(new_lat) * 1e6,
+    }
 
 
 def main() -> None:
@@ -247,10 +285,12 @@ def main() -> None:
                     mode, url, args.messages, args.clients, args.log_level, log_path, args.enqueue
                 )
                 runs[mode].append(r)
+                grouped = f", {r['group_size']:.1f} messages per commit" if mode == "group" else ""
                 print(
                     f"round {round_ + 1} {mode}: {r['reuse']:,.0f} msg/s reused "
                     f"(p99 {r['p99']:.0f} ms), {r['new']:,.0f} msg/s new connections "
-                    f"(p99 {r['new_p99']:.0f} ms)",
+                    f"(p99 {r['new_p99']:.0f} ms){grouped}; server CPU {r['cpu']:.0f} / "
+                    f"{r['new_cpu']:.0f} µs per message",
                     flush=True,
                 )
     load_after = os.getloadavg()
@@ -273,15 +313,16 @@ def main() -> None:
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} CPUs)\n"
     )
     print(
-        "| handler | reused conn msg/s | p99 ms | % of no-op "
-        "| new conn msg/s | p99 ms | % of no-op |"
+        "| handler | reused conn msg/s | p99 ms | % of no-op | server CPU µs/msg "
+        "| new conn msg/s | p99 ms | % of no-op | server CPU µs/msg |"
     )
-    print("|---|--:|--:|--:|--:|--:|--:|")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for mode in modes:
         print(
             f"| {mode} | {median(mode, 'reuse'):,.0f} | {median(mode, 'p99'):.1f} | "
-            f"{ratio(mode, 'reuse'):.0f} | {median(mode, 'new'):,.0f} | "
-            f"{median(mode, 'new_p99'):.1f} | {ratio(mode, 'new'):.0f} |"
+            f"{ratio(mode, 'reuse'):.0f} | {median(mode, 'cpu'):,.0f} | "
+            f"{median(mode, 'new'):,.0f} | {median(mode, 'new_p99'):.1f} | "
+            f"{ratio(mode, 'new'):.0f} | {median(mode, 'new_cpu'):,.0f} |"
         )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import socket
 import ssl
 import time
@@ -31,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AnyStr, Protocol
 
+import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
-from billbox.context import bound
+from billbox.context import new_correlation_id
 from billbox.logs import get_logger
 
 log = get_logger("mailbridge.smtp")
@@ -78,15 +80,23 @@ class RecipientPolicy:
 
 class InboundSMTPHandler:
     """``store`` is either a blocking function (run in a thread) or a coroutine
-    function such as :meth:`GroupCommitStore.store_async`."""
+    function such as :meth:`GroupCommitStore.store_async`.
+
+    ``handle_DATA`` runs on the event loop once per message, beside aiosmtpd's
+    own parsing, so it does only what the answer needs: which kind of
+    ``store`` it has is decided once, the session's correlation id and peer
+    are bound once per connection (:meth:`BillboxSMTP.connection_made`), and
+    the accept line is built only when INFO is logged.
+    """
 
     def __init__(self, store: StoreFn | AsyncStoreFn, policy: RecipientPolicy) -> None:
         self.store = store
         self.policy = policy
+        self._store_is_async = inspect.iscoroutinefunction(store)
 
     async def _store(self, raw: bytes, mail_from: str, rcpts: list[str]) -> int:
-        if inspect.iscoroutinefunction(self.store):
-            return await self.store(raw, mail_from, rcpts)
+        if self._store_is_async:
+            return await self.store(raw, mail_from, rcpts)  # type: ignore[misc]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.store, raw, mail_from, rcpts)  # type: ignore[arg-type]
 
@@ -110,14 +120,12 @@ class InboundSMTPHandler:
             raw = raw.encode("utf-8", "surrogateescape")
         mail_from = envelope.mail_from or ""
         rcpts = list(envelope.rcpt_tos)
-        with bound(smtp_peer=str(session.peer)):
-            try:
-                inbound_id = await self._store(raw, mail_from, rcpts)
-            except Exception as exc:  # any storage failure: the sender must retry
-                log.error(
-                    "smtp_store_failed", error=f"{exc.__class__.__name__}: {exc}", size=len(raw)
-                )
-                return "451 4.3.0 Temporary failure storing the message, try again later"
+        try:
+            inbound_id = await self._store(raw, mail_from, rcpts)
+        except Exception as exc:  # any storage failure: the sender must retry
+            log.error("smtp_store_failed", error=f"{exc.__class__.__name__}: {exc}", size=len(raw))
+            return "451 4.3.0 Temporary failure storing the message, try again later"
+        if log.is_enabled_for(logging.INFO):
             log.info(
                 "smtp_accepted",
                 inbound_message_id=inbound_id,
@@ -151,6 +159,22 @@ class BillboxSMTP(SMTP):
     ) -> None:
         super().__init__(handler, **kwargs)
         self.transactions = transactions or _Transactions()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Bind a correlation id and the peer for this session's log lines.
+
+        aiosmtpd starts the session's task here, and a task copies the
+        context it is created in; the binding is undone right after, so it
+        stays with this session and does not leak into the event loop.
+        """
+        tokens = structlog.contextvars.bind_contextvars(
+            correlation_id=new_correlation_id(),
+            smtp_peer=str(transport.get_extra_info("peername")),
+        )
+        try:
+            super().connection_made(transport)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
