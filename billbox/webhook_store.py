@@ -4,9 +4,9 @@ Why: on the request path a delivery must be on disk before we answer 200,
 and the ORM path (a ``SELECT`` for a redelivery, a ``WebhookEvent`` and a
 ``Job`` object, two flushes, one commit per event) cost ~3 ms of Python per
 event, which held ``billbox web`` to 6 to 12 % of a no-op endpoint on the same
-server (``bench/webhooks.py``). Here a delivery is one Core row in a
-multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING``, and the request
-threads of a process share commits:
+server (``bench/webhooks.py``). Here a delivery is one row in a multi-row
+``INSERT … ON CONFLICT DO NOTHING RETURNING``, and the request threads of a
+process share commits:
 
 - the first thread to arrive becomes the *leader*: it takes every delivery
   waiting at that moment (its own included), inserts them and their
@@ -22,7 +22,12 @@ the database file for their transaction (:class:`_WriterLock`), so a process
 waiting to write wakes the moment the other commits instead of polling with
 SQLite's busy-handler sleeps: two processes of 4 threads stored 380/s with a
 156 ms p99 without it and 550 to 650/s with a 40 ms p99 with it, on a loaded
-machine.
+machine. On PostgreSQL a group is one statement on a kept autocommit
+connection (:class:`_LeaderConnections`, :func:`_insert_one_statement`):
+events and jobs in one ``WITH``, one round trip, no ``BEGIN``/``COMMIT``
+or pool pre-ping. Either way the job ids of a group go to the broker as
+one message (``workers.app.WorkerApp.enqueue``), and groups are as large as
+the threads waiting, hence 16 request threads (``web/server.py``).
 
 Nothing is answered before its own commit, so durability is what it was;
 under no load a group is one delivery. No background thread is involved,
