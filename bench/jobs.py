@@ -79,7 +79,7 @@ console = Console() if sys.stdout.isatty() else Console(width=150)
 
 
 class Completions(Middleware):
-    """Record when each message finished processing, keyed by its first argument."""
+    """Record when each message finished processing, keyed by its first argument (or its ids)."""
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
@@ -102,7 +102,9 @@ class Completions(Middleware):
         now = time.perf_counter()
         with self.cond:
             if exception is None:
-                self.done.setdefault(message.args[0], now)
+                first = message.args[0]  # Billbox sends the job ids of one commit together
+                for key in first if isinstance(first, list) else [first]:
+                    self.done.setdefault(key, now)
             else:
                 self.errors += 1
             self.cond.notify_all()

@@ -56,10 +56,17 @@ import sqlalchemy as sa
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_DEFAULT = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
-EVENT_FILE = (
-    Path(__file__).resolve().parents[2] / "shared" / "corpora" / "payment_webhooks" / "stripe"
-    / "stripe_ruby_mock" / "charge.succeeded.json"
-)  # fmt: skip
+CORPUS_EVENT = Path("corpora/payment_webhooks/stripe/stripe_ruby_mock/charge.succeeded.json")
+#: ``shared/`` beside the checkout: ``/work/shared`` for ``/work/main`` and for a
+#: worktree two levels down (``/work/wt/<branch>``) alike.
+EVENT_FILE = next(
+    (
+        parent / "shared" / CORPUS_EVENT
+        for parent in Path(__file__).resolve().parents[1:4]
+        if (parent / "shared" / CORPUS_EVENT).is_file()
+    ),
+    Path(__file__).resolve().parents[2] / "shared" / CORPUS_EVENT,
+)
 SECRET = "whsec_bench_0123456789abcdef"
 WEBHOOK_PATH = "/webhooks/stripe"
 NOOP_PATH = "/bench/noop"

@@ -102,7 +102,7 @@ def submit(
     session.add(job)
     session.flush()
     assert job.id is not None
-    session.info.setdefault(_PENDING_KEY, []).append((job.id, delay))
+    enqueue_after_commit(session, [job.id], delay)
     return job
 
 
@@ -124,27 +124,40 @@ def submit_many(
     """
     if not payloads:
         return []
-    now = utcnow()
-    run_after = now + timedelta(seconds=delay)
-    correlation_id = current_correlation_id()
-    rows = [
-        {
-            "kind": kind,
-            "payload": dict(payload),
-            "dedupe_key": None,
-            "state": JobState.QUEUED,
-            "attempts": 0,
-            "max_attempts": max_attempts,
-            "run_after": run_after,
-            "enqueued_at": now,
-            "correlation_id": correlation_id,
-            "created_at": now,
-        }
-        for payload in payloads
-    ]
+    values = new_job_values(kind, delay=delay, max_attempts=max_attempts)
+    rows = [dict(values, payload=dict(payload)) for payload in payloads]
     ids = insert_returning_ids(session, _JOBS, rows)
-    session.info.setdefault(_PENDING_KEY, []).extend((job_id, delay) for job_id in ids)
+    enqueue_after_commit(session, ids, delay)
     return ids
+
+
+def new_job_values(kind: str, *, delay: float = 0.0, max_attempts: int = 8) -> dict[str, Any]:
+    """Every column of a new queued job row except ``payload``.
+
+    For :func:`submit_many`, and for a caller that inserts its job rows inside
+    its own statement (the webhook store's one-statement group on
+    PostgreSQL), which then passes the new ids to :func:`enqueue_after_commit`.
+    """
+    now = utcnow()
+    return {
+        "kind": kind,
+        "dedupe_key": None,
+        "state": JobState.QUEUED,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "run_after": now + timedelta(seconds=delay),
+        "enqueued_at": now,
+        "correlation_id": current_correlation_id(),
+        "created_at": now,
+    }
+
+
+def enqueue_after_commit(session: Session, job_ids: Iterable[int], delay: float = 0.0) -> None:
+    """Have the installed enqueuer send ``job_ids`` once ``session`` commits (nothing on rollback).
+
+    For job rows the caller inserted itself (see :func:`new_job_values`).
+    """
+    session.info.setdefault(_PENDING_KEY, []).extend((job_id, delay) for job_id in job_ids)
 
 
 def insert_returning_ids(

@@ -33,7 +33,7 @@ def wait_for_waiting(factory, count: int) -> None:
     group = _group_for(factory)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        with group.cond:
+        with group.lock:
             if len(group.waiting) >= count:
                 return
         time.sleep(0.005)
@@ -110,19 +110,28 @@ def test_a_redelivery_in_the_same_group_or_of_a_stored_event_is_answered_as_a_du
 
 
 def test_when_a_group_fails_every_delivery_in_it_gets_the_error_and_nothing_is_stored(factory):
-    """A failing commit answers each waiting delivery with the error; the next group works."""
+    """A group the database refuses answers each waiting delivery with the error; the next works.
+
+    The failure is in the group's insert: on PostgreSQL that one statement is
+    the transaction (autocommit), so nothing after it can undo it.
+    """
     deliver(factory, "evt_warm")
     commits: list[int] = []
+    engine = factory.kw["bind"]
 
     def before_commit(session) -> None:
         commits.append(1)
         if len(commits) == 1:
             wait_for_waiting(factory, 2)
-        if len(commits) == 2:
+
+    def before_cursor_execute(conn, cursor, statement, params, context, many) -> None:
+        if len(commits) == 1 and "INSERT INTO webhook_event" in statement:
             raise RuntimeError("disk full")
 
     event.listen(factory, "before_commit", before_commit)
+    event.listen(engine, "before_cursor_execute", before_cursor_execute)
     results = run_in_threads(factory, ["evt_a", "evt_b", "evt_c"])
+    event.remove(engine, "before_cursor_execute", before_cursor_execute)
     failed = [e for e, r in results.items() if isinstance(r, RuntimeError)]
     stored = [e for e, r in results.items() if isinstance(r, ReceiveResult) and r.stored]
     assert len(failed) == 2 and len(stored) == 1
@@ -178,3 +187,27 @@ def test_on_sqlite_a_group_waits_for_the_web_writer_lock_another_process_holds(f
         os.close(fd)
     fcntl.flock(fd2 := os.open(lock.path, os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
     os.close(fd2)
+
+
+def test_on_postgresql_a_group_after_the_kept_connection_died_is_stored_on_a_new_one(factory):
+    """The leaders' autocommit connection broke while idle (a restart): the group is retried."""
+    import pytest
+    import sqlalchemy as sa
+
+    from billbox.webhook_store import _connections
+
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite leaders use a pooled session per group")
+    deliver(factory, "evt_before")
+    (kept,) = _connections[engine]._idle
+    backend_pid = kept.connection.dbapi_connection.info.backend_pid
+    with engine.connect() as other:
+        other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend_pid})
+    result = deliver(factory, "evt_after")
+    assert result.stored
+    with factory() as s:
+        assert s.get(WebhookEvent, result.event_row_id) is not None
+        assert s.exec(select(func.count()).select_from(Job)).one() == 2
+    (renewed,) = _connections[engine]._idle
+    assert renewed.connection.dbapi_connection.info.backend_pid != backend_pid
