@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import smtplib
 
 import structlog
@@ -10,13 +11,19 @@ from sqlmodel import Session
 
 from billbox.jobs import install_enqueuer
 from mailbridge import GroupCommitStore, InboundSMTPHandler, RecipientPolicy
+from mailbridge import smtp as smtp_module
 from tests.test_smtp import _Controller
 
 
 def test_each_connection_logs_its_messages_under_its_own_correlation_id_and_peer(
-    factory: sessionmaker[Session],
+    factory: sessionmaker[Session], monkeypatch, caplog
 ) -> None:
     """Two messages on one connection share a correlation id; another connection has its own."""
+    # The accept line is built only when INFO is on; an earlier test may have set WARNING,
+    # and a CLI test may have configured structlog to cache loggers (capture_logs cannot
+    # see a cached one): a fresh logger at INFO for this test.
+    caplog.set_level(logging.INFO, logger="mailbridge.smtp")  # setLevel clears level caches
+    monkeypatch.setattr(smtp_module, "log", structlog.stdlib.get_logger("mailbridge.smtp"))
     install_enqueuer(factory, lambda ids, delay=0.0: None)
     writer = GroupCommitStore(factory)
     handler = InboundSMTPHandler(writer.store_async, RecipientPolicy.of("reply.example.com", []))
