@@ -191,6 +191,11 @@ class _LeaderConnections:
     def give_back(self, connection: sa.Connection) -> None:
         self._idle.append(connection)
 
+    def drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            self.drop(connection)
+
     def drop(self, connection: sa.Connection) -> None:
         try:
             connection.invalidate()
@@ -331,8 +336,13 @@ def _store(factory: sessionmaker[Session], group: _Group, batch: list[Delivery])
                 answers = _transact(session, group, batch)
         except sa.exc.DBAPIError as exc:
             connections.drop(connection)
-            if attempt == 2 or not exc.connection_invalidated:
+            # A kept connection the server ended ("terminating connection due to
+            # administrator command" after a restart or an idle kill) is an
+            # OperationalError that SQLAlchemy does not always flag as invalidated.
+            lost = exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError)
+            if attempt == 2 or not lost:
                 raise
+            connections.drop_idle()  # a restart ended the other kept ones too: retry on a new one
             continue
         except BaseException:
             connections.drop(connection)

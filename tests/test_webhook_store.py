@@ -211,3 +211,29 @@ def test_on_postgresql_a_group_after_the_kept_connection_died_is_stored_on_a_new
         assert s.exec(select(func.count()).select_from(Job)).one() == 2
     (renewed,) = _connections[engine]._idle
     assert renewed.connection.dbapi_connection.info.backend_pid != backend_pid
+
+
+def test_on_postgresql_a_restart_that_ended_every_kept_connection_costs_no_delivery(factory):
+    """Two kept connections, both ended by the server: the next group still gets stored."""
+    import pytest
+    import sqlalchemy as sa
+
+    from billbox.webhook_store import _connections
+
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite leaders use a pooled session per group")
+    deliver(factory, "evt_warm")
+    connections = _connections[engine]
+    connections.give_back(connections.take())  # the kept one
+    second = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    connections.give_back(second)  # as when a new leader started during the last one's enqueue
+    pids = [c.connection.dbapi_connection.info.backend_pid for c in connections._idle]
+    assert len(pids) == 2
+    with engine.connect() as other:
+        for pid in pids:
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    result = deliver(factory, "evt_after_restart")
+    assert result.stored
+    with factory() as s:
+        assert s.get(WebhookEvent, result.event_row_id) is not None
