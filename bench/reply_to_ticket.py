@@ -297,7 +297,12 @@ def main() -> None:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--broker", choices=("redis", "embedded"), default="redis")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="a spare db, flushed")
-    parser.add_argument("--worker-threads", type=int, default=4)
+    parser.add_argument(
+        "--worker-threads",
+        type=int,
+        default=None,
+        help="default: what `billbox worker` picks (2 on SQLite, 4 on PostgreSQL)",
+    )
     parser.add_argument("--worker-processes", type=int, default=1, help="billbox worker processes")
     parser.add_argument(
         "--code",
@@ -336,7 +341,7 @@ def main() -> None:
             "BILLBOX_SECRET_KEY": secrets.token_hex(32),
             "BILLBOX_VAR_DIR": str(tmp / "var"),
             "BILLBOX_LOG_LEVEL": args.log_level,
-            "BILLBOX_WORKER_THREADS": str(args.worker_threads),
+            **({"BILLBOX_WORKER_THREADS": str(args.worker_threads)} if args.worker_threads else {}),
             "PYTHONPATH": os.pathsep.join(
                 [str(args.code.resolve()), *filter(None, [os.environ.get("PYTHONPATH")])]
             ),
@@ -408,7 +413,8 @@ def main() -> None:
     failed_sends = [s.error for s in run.sent if s.error]
     print(
         f"\nReply → ticket, {args.database}, broker {args.broker}, {args.worker_processes} worker "
-        f"process(es) x {args.worker_threads} threads, code {args.code}, {len(run.sent)} "
+        f"process(es) x {args.worker_threads or ('2' if args.database == 'sqlite' else '4')} "
+        f"threads, code {args.code}, {len(run.sent)} "
         f"replies at {args.rate:g}/s for {args.seconds:g} s "
         f"(sent in {send_seconds:.1f} s, {late} sent > 100 ms late); poll every "
         f"{args.poll_ms:g} ms; load average {load_before[0]:.1f} before, "

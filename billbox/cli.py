@@ -223,8 +223,8 @@ def worker(threads: int | None) -> None:
     from workers.registry import default_handlers
 
     app = build(settings, session_factory(engine), default_handlers(settings))
-    running = run_worker(app, threads or settings.worker_threads)
-    log.info("worker_started", threads=threads or settings.worker_threads)
+    running = run_worker(app, threads or settings.effective_worker_threads)
+    log.info("worker_started", threads=threads or settings.effective_worker_threads)
     _wait_for_signal()
     app.stop()
     running.stop(timeout=5000)

@@ -72,6 +72,15 @@ def test_defaults_are_the_embedded_ones(monkeypatch, tmp_path):
     assert settings.web_address == ("127.0.0.1", 8000)
     assert settings.smtp_address == ("127.0.0.1", 2525)
     assert settings.effective_public_url == "http://127.0.0.1:8000"
+    assert settings.effective_worker_threads == 2  # SQLite: one writer at a time
+
+
+def test_worker_threads_default_by_database_and_can_be_set(monkeypatch):
+    pg = "postgresql://postgres@127.0.0.1:5432/billbox"
+    settings = load(monkeypatch, BILLBOX_SECRET_KEY=SECRET, BILLBOX_DATABASE_URL=pg)
+    assert settings.effective_worker_threads == 4
+    settings = load(monkeypatch, BILLBOX_SECRET_KEY=SECRET, BILLBOX_WORKER_THREADS="8")
+    assert settings.effective_worker_threads == 8
 
 
 def test_gateway_keys_are_read_without_the_prefix(monkeypatch):
