@@ -57,8 +57,8 @@ import sqlalchemy as sa
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_DEFAULT = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 CORPUS_EVENT = Path("corpora/payment_webhooks/stripe/stripe_ruby_mock/charge.succeeded.json")
-#: ``shared/`` beside the checkout: ``/work/shared`` for ``/work/main`` and for a
-#: worktree two levels down (``/work/wt/<branch>``) alike.
+#: ``shared/`` beside the checkout (``../shared``), or one level further up for a
+#: git worktree kept in a subfolder beside the checkout.
 EVENT_FILE = next(
     (
         parent / "shared" / CORPUS_EVENT

@@ -20,8 +20,8 @@ import pytest
 
 from billbox.gateways.stripe_objects import subscription_from_object
 
-#: The shared corpus sits beside the checkout (``/work/shared`` for ``/work/main``,
-#: one level further up for a worktree).
+#: The shared corpus sits beside the checkout (``../shared``), one level further up
+#: for a git worktree kept in a subfolder.
 CORPUS = next(
     (
         up / "shared" / "corpora"
