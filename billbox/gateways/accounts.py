@@ -26,7 +26,9 @@ from billbox.settings import Settings
 from billbox.webhooks import ENV_ACCOUNT_NAME
 
 if TYPE_CHECKING:
+    from billbox.gateways.paypal import PayPalGateway
     from billbox.gateways.registry import ActingAdapter
+    from billbox.gateways.stripe import StripeGateway
 
 PURPOSE = "gateway-credentials"
 
@@ -40,6 +42,9 @@ class Field:
     label: str
     hint: str = ""
     optional: bool = False
+    #: Passed to the adapter's constructor under ``name`` (the publishable key is not:
+    #: only the browser uses it).
+    adapter_arg: bool = True
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ GATEWAYS: dict[GatewayKind, GatewaySpec] = {
         "Stripe",
         (
             Field("publishable_key", "Publishable key", "pk_… (card updates on billing pages)",
-                  optional=True),
+                  optional=True, adapter_arg=False),
             Field("api_base", "API base URL", "empty for https://api.stripe.com", optional=True),
         ),
         (
@@ -127,40 +132,33 @@ def adapter_for_account(account: GatewayAccount, settings: Settings) -> ActingAd
     """
     from billbox.gateways.base import UnsupportedAction
 
-    if account.gateway not in GATEWAYS:
-        raise UnsupportedAction(f"Billbox cannot act on {account.gateway.value} accounts yet")
+    cls = adapter_class(account.gateway)
     if is_env_account(account):
-        return _from_env(account.gateway, settings)
+        return cls.from_settings(settings)
     secrets = credentials(account, settings.secret())
     if not secrets:
         raise UnsupportedAction(
             f"{account.gateway.value} account {account.name!r} has no keys; an admin can add "
             "them under Settings → Gateways"
         )
-    plain = account.settings
-    if account.gateway == GatewayKind.STRIPE:
-        from billbox.gateways.stripe import StripeGateway
-
-        return StripeGateway(
-            api_key=secrets.get("api_key") or None,
-            webhook_secret=secrets.get("webhook_secret") or None,
-            api_base=plain.get("api_base") or None,
-        )
-    from billbox.gateways.paypal import PayPalGateway
-
-    return PayPalGateway(
-        client_id=plain.get("client_id") or None,
-        client_secret=secrets.get("client_secret") or None,
-        webhook_id=plain.get("webhook_id") or None,
-        api_base=plain.get("api_base") or None,
-    )
+    values = {**account.settings, **secrets}
+    spec = GATEWAYS[account.gateway]
+    # Any: the keyword names are the fields' names, which mypy cannot match to parameters.
+    keys: dict[str, Any] = {f.name: values.get(f.name) or None
+                            for f in (*spec.settings, *spec.secrets) if f.adapter_arg}  # fmt: skip
+    return cls(**keys)
 
 
-def _from_env(gateway: GatewayKind, settings: Settings) -> ActingAdapter:
+def adapter_class(gateway: GatewayKind) -> type[StripeGateway] | type[PayPalGateway]:
+    """The adapter class of ``gateway``, imported only when asked for (its SDK with it)."""
+    from billbox.gateways.base import UnsupportedAction
+
     if gateway == GatewayKind.STRIPE:
         from billbox.gateways.stripe import StripeGateway
 
-        return StripeGateway.from_settings(settings)
-    from billbox.gateways.paypal import PayPalGateway
+        return StripeGateway
+    if gateway == GatewayKind.PAYPAL:
+        from billbox.gateways.paypal import PayPalGateway
 
-    return PayPalGateway.from_settings(settings)
+        return PayPalGateway
+    raise UnsupportedAction(f"Billbox cannot act on {gateway.value} accounts yet")

@@ -41,12 +41,9 @@ def adapter_for(account: GatewayAccount, settings: Settings) -> ActingAdapter:
 
 def capabilities_of(gateway: GatewayKind) -> frozenset[str]:
     """What an adapter for ``gateway`` can do (no credentials needed); the admin shows these."""
-    if gateway == GatewayKind.STRIPE:
-        from billbox.gateways.stripe import StripeGateway
+    from billbox.gateways.accounts import adapter_class
 
-        return StripeGateway.capabilities
-    if gateway == GatewayKind.PAYPAL:
-        from billbox.gateways.paypal import PayPalGateway
-
-        return PayPalGateway.capabilities
-    return frozenset()
+    try:
+        return adapter_class(gateway).capabilities
+    except UnsupportedAction:
+        return frozenset()
