@@ -122,7 +122,8 @@ def test_without_a_stripe_key_the_inbox_is_filled_and_actions_are_skipped(databa
 
 
 @pytest.mark.slow
-def test_a_live_key_is_refused_before_anything_is_charged(database_url):
+def test_a_live_key_is_refused_before_anything_is_charged(database_url, factory):
+    """(``factory`` empties the tables afterwards: the seed before the refusal stays otherwise.)"""
     result = run_demo(database_url, STRIPE_API_KEY="sk_live_not_for_demos")
     assert result.exit_code == 1
     assert "only creates payments with a Stripe test key" in result.output
